@@ -1,0 +1,1 @@
+"""The composition root and entry points: settings, container, web, workers."""

@@ -1,0 +1,1 @@
+"""castghl's core: the domain, its ports and use cases. Imports no I/O library."""
