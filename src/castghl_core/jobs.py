@@ -86,15 +86,14 @@ class OutboundJob:
 
     def move_to(self, state: JobState, now: datetime, **changes: object) -> OutboundJob:
         """The job in a new state, due now, with its step counter reset."""
-        return attrs.evolve(
-            self,
-            state=state,
-            attempt=0,
-            due_at=now,
-            last_error=None,
-            updated_at=now,
-            **changes,  # type: ignore[arg-type]
-        )
+        fields: dict[str, object] = {
+            "attempt": 0,
+            "due_at": now,
+            "last_error": None,
+            "updated_at": now,
+            **changes,
+        }
+        return attrs.evolve(self, state=state, **fields)  # type: ignore[arg-type]
 
     def retry_at(self, due_at: datetime, error: str, now: datetime) -> OutboundJob:
         """The job in the same state, due again later after a failed try."""

@@ -1,0 +1,315 @@
+"""Settings: read once from environment variables into one typed record.
+
+Every problem is collected, so a bad deployment hears about all of them at
+once (`SettingsError`). The table `SETTINGS` is the single source for names,
+defaults and descriptions; the README's table mirrors it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+class StateStore(enum.StrEnum):
+    """Where jobs, installations and settings live."""
+
+    SQLITE = "sqlite"
+    MONGODB = "mongodb"
+    MEMORY = "memory"
+
+
+class SecretBackend(enum.StrEnum):
+    """Where Cast API keys live."""
+
+    STATE = "state"
+    INFISICAL = "infisical"
+
+
+class SettingsError(Exception):
+    """The environment does not describe a runnable deployment."""
+
+    def __init__(self, problems: list[str]) -> None:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"castghl cannot start; fix these settings:\n{lines}")
+        self.problems = problems
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _positive_int(value: str) -> int:
+    number = _int(value)
+    if number <= 0:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _int(value)
+    if not 0 <= number <= 65535:  # noqa: PLR2004
+        raise ValueError("must be a TCP port (0 to 65535)")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if number <= 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _admin_token(value: str) -> str:
+    if len(value) < 24:  # noqa: PLR2004
+        raise ValueError("must be at least 24 characters (use a random token)")
+    return value
+
+
+def _choice(kind: type[enum.StrEnum]) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        try:
+            return kind(value.strip().lower())
+        except ValueError:
+            allowed = ", ".join(member.value for member in kind)
+            raise ValueError(f"must be one of: {allowed}") from None
+
+    return parse
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING"}:
+        raise ValueError("must be debug, info or warning")
+    return level
+
+
+@attrs.frozen
+class Setting:
+    """One environment variable: its field, parser, default and meaning."""
+
+    field: str
+    parse: Callable[[str], Any]
+    default: str | None
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        """The environment variable's name."""
+        return "CASTGHL_" + self.field.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", _text, "127.0.0.1", "Address the service listens on."),
+    Setting("port", _port, "8080", "TCP port the service listens on."),
+    Setting(
+        "admin_token",
+        _admin_token,
+        None,
+        "Bearer token of the admin API (required, at least 24 characters).",
+        secret=True,
+    ),
+    Setting(
+        "state_store",
+        _choice(StateStore),
+        "sqlite",
+        "sqlite (embedded, one file), mongodb, or memory (tests only).",
+    ),
+    Setting(
+        "sqlite_path", _text, "castghl.sqlite3", "SQLite file of the embedded store."
+    ),
+    Setting(
+        "secret_store",
+        _choice(SecretBackend),
+        "state",
+        "Where Cast API keys live: state (the state store) or infisical.",
+    ),
+    Setting(
+        "encryption_key",
+        str.strip,
+        "",
+        "Base64 32-byte key encrypting API keys and tokens at rest "
+        "(strongly advised; without it they are stored in plain text).",
+        secret=True,
+    ),
+    Setting("cast_base_url", _url, "https://api.cast.ph", "Cast API base URL."),
+    Setting(
+        "ghl_base_url",
+        _url,
+        "https://services.leadconnectorhq.com",
+        "HighLevel API base URL.",
+    ),
+    Setting(
+        "ghl_webhook_public_keys",
+        str,
+        "",
+        "Ed25519 public key PEM(s) trusted for X-GHL-Signature; empty means "
+        "HighLevel's published key (pinned by fingerprint).",
+    ),
+    Setting(
+        "ghl_legacy_rsa_public_key",
+        str,
+        "",
+        "RSA public key PEM for the legacy X-WH-Signature; empty disables it. "
+        "Pinned to HighLevel's published fingerprint unless "
+        "CASTGHL_GHL_LEGACY_RSA_UNPINNED is true.",
+    ),
+    Setting(
+        "ghl_legacy_rsa_unpinned",
+        _flag,
+        "false",
+        "Trust a legacy RSA key other than HighLevel's (tests only).",
+    ),
+    Setting(
+        "max_body_bytes",
+        _positive_int,
+        "262144",
+        "Largest webhook body accepted, in bytes (larger: 413).",
+    ),
+    Setting(
+        "max_sms_parts",
+        _positive_int,
+        "10",
+        "Longest message sent, in SMS parts; longer ones are reported failed.",
+    ),
+    Setting(
+        "http_timeout_seconds",
+        _positive_float,
+        "15",
+        "Timeout of every call to Cast and GHL.",
+    ),
+    Setting(
+        "dispatch_concurrency",
+        _positive_int,
+        "16",
+        "Outbound jobs worked on at once by one process.",
+    ),
+    Setting(
+        "lease_seconds",
+        _positive_float,
+        "60",
+        "How long a replica holds a job it works on before others may take it.",
+    ),
+    Setting(
+        "dispatch_poll_seconds",
+        _positive_float,
+        "0.5",
+        "How often an idle dispatcher looks for due jobs.",
+    ),
+    Setting(
+        "first_poll_seconds",
+        _positive_float,
+        "3",
+        "Wait after a send before the first delivery-status lookup.",
+    ),
+    Setting(
+        "delivery_timeout_seconds",
+        _positive_float,
+        "1800",
+        "How long to follow a sent message's status before reporting it "
+        "failed as unconfirmed.",
+    ),
+    Setting(
+        "report_not_ready_seconds",
+        _positive_float,
+        "120",
+        "How long GHL's early 403 on status updates is retried quickly.",
+    ),
+    Setting(
+        "log_level",
+        _log_level,
+        "info",
+        "debug, info or warning.",
+    ),
+    Setting("log_json", _flag, "true", "Log one JSON object per line."),
+)
+
+
+@attrs.frozen(repr=False)
+class Settings:
+    """The parsed settings; `repr` never shows a secret."""
+
+    host: str
+    port: int
+    admin_token: str
+    state_store: StateStore
+    sqlite_path: Path
+    secret_store: SecretBackend
+    encryption_key: str
+    cast_base_url: str
+    ghl_base_url: str
+    ghl_webhook_public_keys: str
+    ghl_legacy_rsa_public_key: str
+    ghl_legacy_rsa_unpinned: bool
+    max_body_bytes: int
+    max_sms_parts: int
+    http_timeout_seconds: float
+    dispatch_concurrency: int
+    lease_seconds: float
+    dispatch_poll_seconds: float
+    first_poll_seconds: float
+    delivery_timeout_seconds: float
+    report_not_ready_seconds: float
+    log_level: str
+    log_json: bool
+
+    def __repr__(self) -> str:
+        shown = {
+            s.field: ("***" if s.secret else getattr(self, s.field)) for s in SETTINGS
+        }
+        return f"Settings({shown})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse every setting; raise SettingsError listing all problems."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for setting in SETTINGS:
+            raw = environ.get(setting.env, setting.default)
+            if raw is None:
+                problems.append(f"{setting.env} is required: {setting.help}")
+                continue
+            try:
+                values[setting.field] = setting.parse(raw)
+            except ValueError as error:
+                shown = "" if setting.secret else f" (got {raw!r})"
+                problems.append(f"{setting.env} {error}{shown}")
+        if problems:
+            raise SettingsError(problems)
+        values["sqlite_path"] = Path(values["sqlite_path"])
+        return cls(**values)
