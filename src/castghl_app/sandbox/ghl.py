@@ -79,11 +79,12 @@ class Fault:
     """An injected failure of the status-update call.
 
     The sandbox waits `hang` seconds (cut short when it stops), then answers
-    `status` with a GHL-shaped error body and `Retry-After` if given.
+    `status` with a GHL-shaped error body and `Retry-After` if given. A tuple
+    `message` is sent as a list, as GHL does for validation errors (422).
     """
 
     status: int = 500
-    message: str = "Internal server error"
+    message: str | tuple[str, ...] = "Internal server error"
     retry_after: float | None = None
     hang: float = 0.0
 
@@ -487,7 +488,12 @@ class GhlSandbox:
             headers["X-RateLimit-Max"] = str(_RATE_LIMIT_MAX)
             headers["X-RateLimit-Remaining"] = "0"
             headers["X-RateLimit-Interval-Milliseconds"] = str(_RATE_LIMIT_WINDOW_MS)
-        return _error(fault.status, fault.message, headers=headers)
+        message = fault.message
+        return _error(
+            fault.status,
+            message if isinstance(message, str) else list(message),
+            headers=headers,
+        )
 
     # --- /_sandbox/ control surface -----------------------------------------
 
@@ -496,7 +502,7 @@ class GhlSandbox:
         try:
             fault = Fault(
                 status=int(spec.get("status", 500)),
-                message=str(spec.get("message", "Internal server error")),
+                message=_fault_message(spec.get("message", "Internal server error")),
                 retry_after=_optional_float(spec.get("retry_after")),
                 hang=float(spec.get("hang", 0.0)),
             )
@@ -606,6 +612,12 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _Refusal(_error(HTTPStatus.BAD_REQUEST, "body must be a JSON object"))
     return body
+
+
+def _fault_message(value: object) -> str | tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(item) for item in value)
+    return str(value)
 
 
 def _optional_float(value: object) -> float | None:
