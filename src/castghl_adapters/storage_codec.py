@@ -45,10 +45,6 @@ def _to_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _is_enum(type_: Any) -> bool:
-    return isinstance(type_, type) and issubclass(type_, enum.Enum)
-
-
 def _enum_value(member: enum.Enum) -> Any:
     return member.value
 
@@ -61,9 +57,11 @@ def make_storage_converter(*, native_datetimes: bool = False) -> cattrs.Converte
     """
     converter = cattrs.Converter(forbid_extra_keys=False)
 
-    # StrEnum members are also str, which cattrs would pass through as enum
-    # objects; storage wants the bare value.
-    converter.register_unstructure_hook_func(_is_enum, _enum_value)
+    # Hooks for the enum bases themselves: a StrEnum member is also a str (and
+    # an IntEnum one an int), whose pass-through hook would otherwise win and
+    # hand the enum object to the database driver.
+    for base in (enum.Enum, enum.StrEnum, enum.IntEnum):
+        converter.register_unstructure_hook(base, _enum_value)
 
     if native_datetimes:
         converter.register_unstructure_hook(datetime, _to_utc)

@@ -65,7 +65,7 @@ class Backend(Protocol):
 class MemoryBackend:
     """Memory: one process is all there is, so every handle is the same stores."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, _tmp_path: Path) -> None:
         self._stores = Stores(
             outbox=MemoryOutbox(),
             leases=MemoryLeases(),
@@ -113,7 +113,9 @@ BACKENDS: dict[str, Callable[[Path], Backend]] = {
 
 
 @pytest.fixture(params=list(BACKENDS))
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Backend]:
     """Each backend in turn, closed after the test."""
     built = BACKENDS[request.param](tmp_path)
     yield built

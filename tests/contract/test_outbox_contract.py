@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
-from castghl_core.jobs import JobState, OutboundJob, Outcome
+from castghl_core.jobs import DeliveryStatus, JobState, OutboundJob, Outcome
 
 # Whole milliseconds: BSON dates keep no finer time, and every backend must
 # pass this suite.
@@ -94,10 +94,7 @@ async def test_claims_from_two_handles_insert_a_message_id_once(backend):
     jobs = [make_job(text=f"attempt {n}") for n in range(40)]
 
     results = await asyncio.gather(
-        *(
-            (first if n % 2 else second).outbox.claim(job)
-            for n, job in enumerate(jobs)
-        )
+        *((first if n % 2 else second).outbox.claim(job) for n, job in enumerate(jobs))
     )
 
     assert results.count(True) == 1
@@ -117,7 +114,11 @@ async def test_every_field_survives_claim_and_get(outbox):
     job = full_job()
     await outbox.claim(job)
 
-    assert await outbox.get(job.message_id) == job
+    stored = await outbox.get(job.message_id)
+
+    assert stored == job
+    assert stored.state is JobState.REPORTING
+    assert stored.outcome.status is DeliveryStatus.FAILED
 
 
 async def test_none_values_survive_claim_and_get(outbox):
@@ -146,7 +147,8 @@ async def test_a_delivered_outcome_survives_claim_and_get(outbox):
 async def test_every_field_survives_update_and_get(outbox):
     """An update written under the lease reads back equal, lease fields too."""
     await outbox.claim(attrs.evolve(full_job(), state=JobState.SENT, due_at=T0))
-    [leased] = await outbox.lease_due("worker-a", T0, LEASE, 10)
+    leased = await outbox.lease_due("worker-a", T0, LEASE, 10)
+    assert [job.message_id for job in leased] == ["msg-full"]
     updated = attrs.evolve(
         full_job(), lease_owner="worker-a", lease_expires_at=T0 + 2 * LEASE
     )
@@ -370,9 +372,7 @@ async def test_a_stale_owner_cannot_update_after_another_re_leased(outbox):
     later = T0 + 2 * LEASE
     [fresh] = await outbox.lease_due("worker-b", later, LEASE, 10)
 
-    refused = await outbox.update(
-        stale.move_to(JobState.SENT, later), owner="worker-a"
-    )
+    refused = await outbox.update(stale.move_to(JobState.SENT, later), owner="worker-a")
     accepted = await outbox.update(
         fresh.move_to(JobState.SENT, later, cast_message_id="cast-b"),
         owner="worker-b",
@@ -406,7 +406,9 @@ async def test_an_update_can_postpone_a_job(outbox):
     )
     await outbox.update(postponed, owner="worker-a")
 
-    before = await outbox.lease_due("worker-b", retry_at - timedelta(seconds=1), LEASE, 9)
+    before = await outbox.lease_due(
+        "worker-b", retry_at - timedelta(seconds=1), LEASE, 9
+    )
     after = await outbox.lease_due("worker-b", retry_at, LEASE, 9)
 
     assert before == []
