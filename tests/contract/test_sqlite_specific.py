@@ -204,6 +204,22 @@ async def test_the_file_is_in_wal_mode(path, db):
 # --- schema -----------------------------------------------------------------------
 
 
+async def test_processes_opening_a_new_file_together_all_succeed(tmp_path):
+    """Four processes creating one new file at once all open it, in WAL mode."""
+    path = tmp_path / "new.sqlite3"
+    databases = [SqliteDatabase(path) for _ in range(4)]
+
+    await asyncio.gather(*(database.open() for database in databases))
+    for database in databases:
+        await database.close()
+
+    with sqlite3.connect(path) as raw:
+        [(mode,)] = raw.execute("PRAGMA journal_mode").fetchall()
+        rows = raw.execute("SELECT version FROM schema_version").fetchall()
+    raw.close()
+    assert (mode, rows) == ("wal", [(SCHEMA_VERSION,)])
+
+
 async def test_opening_again_keeps_the_schema_version(path, db):
     """Reopening a file creates nothing twice and keeps its version."""
     async with SqliteDatabase(path):

@@ -49,6 +49,9 @@ SCHEMA_VERSION = 1
 _MINIMUM_SQLITE = (3, 35, 0)
 """UPDATE ... RETURNING and UPSERT with a WHERE clause."""
 
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+"""Primary result codes meaning another connection holds a lock."""
+
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # Version 1: the first layout.
     (
@@ -247,12 +250,9 @@ class SqliteDatabase:
 
 async def _configure(connection: aiosqlite.Connection, busy_timeout: timedelta) -> str:
     """Set the per-connection options; return the journal mode in force."""
-    # The busy timeout goes first: switching to WAL may wait for another
-    # process that is opening the same file.
     milliseconds = int(busy_timeout.total_seconds() * 1000)
     await connection.execute(f"PRAGMA busy_timeout = {milliseconds}")
-    rows = list(await connection.execute_fetchall("PRAGMA journal_mode = WAL"))
-    journal_mode = str(rows[0][0])
+    journal_mode = await _enable_wal(connection, busy_timeout)
     if journal_mode != "wal":
         logger.warning(
             "sqlite.no_wal",
@@ -262,6 +262,28 @@ async def _configure(connection: aiosqlite.Connection, busy_timeout: timedelta) 
     # a 2xx to GHL promises that.
     await connection.execute("PRAGMA synchronous = FULL")
     return journal_mode
+
+
+async def _enable_wal(connection: aiosqlite.Connection, busy_timeout: timedelta) -> str:
+    """Switch the file to WAL (a lasting property of the file); return the mode.
+
+    Processes opening a new file together race to switch it, and SQLite
+    answers the loser "database is locked" at once, without waiting for the
+    busy timeout; so the switch is retried for as long as that timeout.
+    """
+    deadline = asyncio.get_running_loop().time() + busy_timeout.total_seconds()
+    pause = 0.005
+    while True:
+        try:
+            rows = list(await connection.execute_fetchall("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as error:
+            busy = error.sqlite_errorcode & 0xFF in _BUSY_CODES
+            if not busy or asyncio.get_running_loop().time() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        else:
+            return str(rows[0][0])
 
 
 async def _roll_back(connection: aiosqlite.Connection) -> None:
