@@ -1,0 +1,153 @@
+"""Every store backend behind one fixture, so each contract runs on all of them.
+
+To add a backend, write a class with `connect()` and `close()` (see
+MemoryBackend) and add it to BACKENDS: every contract test then runs on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+import pytest
+
+from castghl_adapters.crypto import AesGcmCipher
+from castghl_adapters.memory import (
+    MemoryInstallationStore,
+    MemoryLeases,
+    MemoryLocationSettingsStore,
+    MemoryOutbox,
+    MemorySecretStore,
+)
+from castghl_adapters.sqlite import (
+    SqliteDatabase,
+    SqliteInstallationStore,
+    SqliteLeases,
+    SqliteLocationSettingsStore,
+    SqliteOutbox,
+    SqliteSecretStore,
+)
+from castghl_core.ports import (
+    InstallationStore,
+    Leases,
+    LocationSettingsStore,
+    Outbox,
+    SecretStore,
+)
+
+
+@attrs.frozen
+class Stores:
+    """One handle on every store port of a backend."""
+
+    outbox: Outbox
+    leases: Leases
+    installations: InstallationStore
+    settings: LocationSettingsStore
+    secrets: SecretStore
+
+
+class Backend(Protocol):
+    """A backend's data, and a way to open more handles on the same data."""
+
+    async def connect(self) -> Stores:
+        """A new handle, as a second service process sharing the data would hold."""
+        ...
+
+    async def close(self) -> None:
+        """Close every handle opened by `connect`."""
+        ...
+
+
+class MemoryBackend:
+    """Memory: one process is all there is, so every handle is the same stores."""
+
+    def __init__(self, _tmp_path: Path) -> None:
+        self._stores = Stores(
+            outbox=MemoryOutbox(),
+            leases=MemoryLeases(),
+            installations=MemoryInstallationStore(),
+            settings=MemoryLocationSettingsStore(),
+            secrets=MemorySecretStore(),
+        )
+
+    async def connect(self) -> Stores:
+        return self._stores
+
+    async def close(self) -> None:
+        pass
+
+
+class SqliteBackend:
+    """SQLite: each handle is its own SqliteDatabase (connection) on one file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "castghl.sqlite3"
+        self._cipher = AesGcmCipher(os.urandom(32))
+        self._databases: list[SqliteDatabase] = []
+
+    async def connect(self) -> Stores:
+        db = SqliteDatabase(self.path)
+        await db.open()
+        self._databases.append(db)
+        return Stores(
+            outbox=SqliteOutbox(db),
+            leases=SqliteLeases(db),
+            installations=SqliteInstallationStore(db, self._cipher),
+            settings=SqliteLocationSettingsStore(db),
+            secrets=SqliteSecretStore(db, self._cipher),
+        )
+
+    async def close(self) -> None:
+        for db in self._databases:
+            await db.close()
+
+
+BACKENDS: dict[str, Callable[[Path], Backend]] = {
+    "memory": MemoryBackend,
+    "sqlite": SqliteBackend,
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Backend]:
+    """Each backend in turn, closed after the test."""
+    built = BACKENDS[request.param](tmp_path)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def stores(backend: Backend) -> Stores:
+    """A handle on every store of the backend under test."""
+    return await backend.connect()
+
+
+@pytest.fixture
+def outbox(stores: Stores) -> Outbox:
+    return stores.outbox
+
+
+@pytest.fixture
+def leases(stores: Stores) -> Leases:
+    return stores.leases
+
+
+@pytest.fixture
+def installations(stores: Stores) -> InstallationStore:
+    return stores.installations
+
+
+@pytest.fixture
+def location_settings(stores: Stores) -> LocationSettingsStore:
+    return stores.settings
+
+
+@pytest.fixture
+def secrets(stores: Stores) -> SecretStore:
+    return stores.secrets
