@@ -194,6 +194,8 @@ class CastSandbox:
         self._undeliverable: set[str] = set()
         self._messages: dict[str, _Message] = {}
         self._answers: dict[tuple[str, str], dict[str, Any]] = {}
+        self.base_url: str | None = None
+        """Where the sandbox serves, while `start()` has it running."""
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
 
@@ -249,13 +251,14 @@ class CastSandbox:
         bound_host, bound_port = runner.addresses[0][:2]
         if ":" in bound_host:
             bound_host = f"[{bound_host}]"
-        return f"http://{bound_host}:{bound_port}"
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        return self.base_url
 
     async def stop(self) -> None:
         """Stop serving; hanging requests are cut short. Safe to call twice."""
         self._stopping.set()
         if self._runner is not None:
-            runner, self._runner = self._runner, None
+            runner, self._runner, self.base_url = self._runner, None, None
             await runner.cleanup()
 
     # --- Cast's endpoints -------------------------------------------------
@@ -267,12 +270,14 @@ class CastSandbox:
         self.requests.append(
             SendAttempt(idempotency_key, _hint(api_key), fault, datetime.now(UTC))
         )
+        # Read before any hang: a client that gives up closes the connection,
+        # and a slow Cast has the request in hand before it is slow.
+        body = await _json_body(request)
         if fault is not None and (forced := await self._answer_fault(fault)):
             return forced
 
         if api_key is None or not self._authorised(api_key):
             return _error(401, "INVALID_API_KEY", "Invalid or missing API key")
-        body = await _json_body(request)
         if body is None:
             return _error(400, "INVALID_REQUEST", "Body must be a JSON object")
         problem = _send_problem(body, idempotency_key)
