@@ -110,6 +110,33 @@ def test_base_url_must_be_absolute_http(session):
         CastHttpGateway(session, "api.cast.ph")
 
 
+@pytest.mark.parametrize(
+    ("api_key", "idempotency_key", "code"),
+    [
+        (API_KEY + "\r\nX-Evil: 1", "msg-1", "INVALID_API_KEY"),
+        (API_KEY, "msg\n1", "INVALID_REQUEST"),
+    ],
+)
+async def test_header_breaking_values_are_refused_unsent(
+    gateway, script, api_key, idempotency_key, code
+):
+    """A key with control characters is refused before any request is made."""
+    request = SmsRequest(
+        api_key=api_key,
+        to="09171234567",
+        message="hi",
+        sender_id=None,
+        idempotency_key=idempotency_key,
+    )
+
+    with pytest.raises(CastRejected) as caught:
+        await gateway.send(request)
+
+    assert (caught.value.code, caught.value.http_status) == (code, 0)
+    assert API_KEY not in str(caught.value)
+    assert script.seen == []
+
+
 # --- odd success answers --------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ _MAX_TEXT: Final = 300
 """Foreign text (Cast's `error`, transport errors) is cut to this length."""
 _MAX_RETRY_AFTER: Final = 3600.0
 _MAX_LIMITERS: Final = 1024
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 _E = TypeVar("_E", bound=CastError)
 
@@ -144,8 +147,8 @@ class CastHttpGateway:
             self._limiters.move_to_end(name)
             return limiter
 
-        # One send every 1/rate seconds: evenly spaced, no burst, so a sliding
-        # one-second window never sees more than the rate.
+        # One send every 1/rate seconds: evenly spaced, no burst, so any
+        # one-second window sees about the rate and never a burst above it.
         limiter = AsyncLimiter(1, 1 / self._per_key_rate)
         self._limiters[name] = limiter
         if len(self._limiters) > _MAX_LIMITERS:
@@ -162,6 +165,12 @@ class CastHttpGateway:
     ) -> _Answer:
         """Make one request; a 2xx answer is returned, anything else raised."""
         operation = "send" if payload is not None else "status"
+        for name, value in headers.items():
+            if _CONTROL.search(value):
+                # No HTTP request can carry it: refuse now, with http_status 0.
+                code = "INVALID_API_KEY" if name == "X-API-Key" else "INVALID_REQUEST"
+                reason = f"the {name} value holds control characters; nothing sent"
+                raise _logged(operation, CastRejected(code, reason, 0))
         try:
             # Redirects are refused: following one would carry X-API-Key to
             # wherever the Location header points.
