@@ -368,7 +368,16 @@ async def test_faults_can_be_injected_over_http(client):
 
 
 @pytest.mark.parametrize(
-    "body", [{"status": "x"}, {"status": 500, "times": 0}, {"hang": 1}, [1]]
+    "body",
+    [
+        {"status": "x"},
+        {"status": 600},
+        {"status": 500, "error": 7},
+        {"status": 500, "times": 0},
+        {"status": 500, "hang": "long"},
+        {"hang": 1},
+        [1],
+    ],
 )
 async def test_malformed_fault_is_a_validation_error(client, body):
     """A fault the sandbox cannot build is refused with 400."""

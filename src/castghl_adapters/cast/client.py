@@ -91,8 +91,9 @@ class CastHttpGateway:
             "X-API-Key": request.api_key,
             "X-Idempotency-Key": request.idempotency_key,
         }
+        url = self._base_url + _SEND_PATH
         answer = await self._call(
-            "POST", self._base_url + _SEND_PATH, request.api_key, headers, payload
+            "send", "POST", url, request.api_key, headers=headers, payload=payload
         )
 
         receipt = _receipt(answer, request)
@@ -117,7 +118,9 @@ class CastHttpGateway:
         rather than a guessed outcome.
         """
         url = self._base_url + _STATUS_PATH + quote(cast_message_id, safe="")
-        answer = await self._call("GET", url, api_key, {"X-API-Key": api_key})
+        answer = await self._call(
+            "status", "GET", url, api_key, headers={"X-API-Key": api_key}
+        )
         return _status_report(answer, cast_message_id, api_key)
 
     # --- plumbing ---------------------------------------------------------
@@ -157,14 +160,15 @@ class CastHttpGateway:
 
     async def _call(
         self,
+        operation: str,
         method: str,
         url: str,
         api_key: str,
+        *,
         headers: Mapping[str, str],
         payload: Mapping[str, str] | None = None,
     ) -> _Answer:
         """Make one request; a 2xx answer is returned, anything else raised."""
-        operation = "send" if payload is not None else "status"
         for name, value in headers.items():
             if _CONTROL.search(value):
                 # No HTTP request can carry it: refuse now, with http_status 0.

@@ -87,6 +87,9 @@ def _non_negative(_: object, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise ValueError(f"{attribute.name} must not be negative")
 
 
+_is_str: Final = attrs.validators.instance_of(str)
+
+
 @attrs.frozen
 class Fault:
     """An answer to force on the next send request(s).
@@ -99,10 +102,16 @@ class Fault:
     """
 
     status: int = attrs.field(
-        validator=[attrs.validators.instance_of(int), attrs.validators.ge(200)]
+        validator=[
+            attrs.validators.instance_of(int),
+            attrs.validators.ge(200),
+            attrs.validators.le(599),
+        ]
     )
-    error_code: str | None = None
-    error: str = "injected fault"
+    error_code: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_is_str)
+    )
+    error: str = attrs.field(default="injected fault", validator=_is_str)
     retry_after: float | None = attrs.field(default=None, validator=_non_negative)
     hang: float | None = attrs.field(default=None, validator=_non_negative)
 
@@ -246,7 +255,11 @@ class CastSandbox:
         self._stopping.clear()
         runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError:
+            await runner.cleanup()
+            raise
         self._runner = runner
         bound_host, bound_port = runner.addresses[0][:2]
         if ":" in bound_host:
