@@ -79,6 +79,14 @@ def sms(
     )
 
 
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (a port just bound and released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
 def assert_key_hidden(error: BaseException, api_key: str = SANDBOX_KEY) -> None:
     for shown in (str(error), repr(error), repr(error.args), repr(vars(error))):
         assert api_key not in shown
@@ -257,10 +265,7 @@ async def test_retry_after_a_late_send_is_replayed(gateway, sandbox):
 
 async def test_refused_connection_is_unavailable(make_gateway):
     """Nothing listening at Cast's address is retryable."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    gateway = make_gateway(f"http://127.0.0.1:{port}")
+    gateway = make_gateway(closed_port_url())
 
     with pytest.raises(CastUnavailable) as caught:
         await gateway.send(sms())
@@ -328,10 +333,7 @@ async def test_status_of_another_keys_message_is_not_found(gateway):
 
 async def test_status_lookup_when_cast_is_down_is_unavailable(make_gateway):
     """A status lookup that cannot reach Cast is retryable."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    gateway = make_gateway(f"http://127.0.0.1:{port}")
+    gateway = make_gateway(closed_port_url())
 
     with pytest.raises(CastUnavailable):
         await gateway.status(SANDBOX_KEY, "SANDBOX_0000000000000000")
