@@ -12,6 +12,9 @@ from castghl_core.gateway import CastStatus, SendReceipt, SmsRequest, StatusRepo
 from castghl_core.jobs import DeliveryStatus
 
 EPOCH = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+LOCATION = "LOC1"
+API_KEY = "cast_test_" + "ab" * 16
+TOKEN = "ghl-location-token-secret"
 
 
 class FakeClock:

@@ -77,6 +77,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
 def _url(value: str) -> str:
     value = value.strip().rstrip("/")
     if not value.startswith(("http://", "https://")):
@@ -231,6 +241,13 @@ SETTINGS: tuple[Setting, ...] = (
         "How often an idle dispatcher looks for due jobs.",
     ),
     Setting(
+        "shutdown_grace_seconds",
+        _non_negative_float,
+        "10",
+        "On shutdown, how long in-flight jobs may finish before they are left "
+        "to their leases (other replicas, or the next start, take them over).",
+    ),
+    Setting(
         "first_poll_seconds",
         _positive_float,
         "3",
@@ -281,6 +298,7 @@ class Settings:
     dispatch_concurrency: int
     lease_seconds: float
     dispatch_poll_seconds: float
+    shutdown_grace_seconds: float
     first_poll_seconds: float
     delivery_timeout_seconds: float
     report_not_ready_seconds: float

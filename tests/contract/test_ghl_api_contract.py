@@ -317,7 +317,7 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("fault", FAILURES.values(), ids=FAILURES.keys())
-async def test_token_never_appears_in_errors_or_logs(  # noqa: PLR0917  (fixtures)
+async def test_token_never_appears_in_errors_or_logs(
     client, sandbox, token, message_id, caplog, fault
 ):
     """Whatever goes wrong, the access token is in no exception and no log."""
@@ -468,7 +468,7 @@ BODIES = [
 
 
 @pytest.mark.parametrize("body", BODIES)
-async def test_sandbox_accepts_what_openapi_accepts(  # noqa: PLR0917  (fixtures)
+async def test_sandbox_accepts_what_openapi_accepts(
     sandbox, session, token, message_id, conversations, body
 ):
     """The sandbox accepts a body exactly when UpdateMessageStatusDto does."""

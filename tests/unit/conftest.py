@@ -18,11 +18,15 @@ from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
 from castghl_core.installations import Installation, UserType
 from castghl_core.locations import LocationSettings
 from castghl_core.tokens import StoredAccessTokens
-from fakes import FakeClock, FakeGateway, FakeGhl, FakeVerifier
-
-LOCATION = "LOC1"
-API_KEY = "cast_test_" + "ab" * 16
-TOKEN = "ghl-location-token-secret"
+from fakes import (
+    API_KEY,
+    LOCATION,
+    TOKEN,
+    FakeClock,
+    FakeGateway,
+    FakeGhl,
+    FakeVerifier,
+)
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import asyncio
 import json
 
 import pytest
-from conftest import LOCATION
 
 from castghl_core.accept_outbound import Acceptance
 from castghl_core.errors import InvalidPayload, LocationNotInstalled, SignatureRejected
 from castghl_core.jobs import JobState
+from fakes import LOCATION
 
 SIGNED = {"X-Test-Signature": "good"}
 

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import attrs
 import pytest
-from conftest import API_KEY, LOCATION, TOKEN
 
 from castghl_core.errors import (
     CastRejected,
@@ -17,7 +16,7 @@ from castghl_core.errors import (
 )
 from castghl_core.gateway import CastStatus
 from castghl_core.jobs import DeliveryStatus, JobState, OutboundJob
-from fakes import ReportedStatus
+from fakes import API_KEY, LOCATION, TOKEN, ReportedStatus
 
 OWNER = "worker-1"
 

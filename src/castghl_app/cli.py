@@ -1,0 +1,55 @@
+"""The command line: `castghl serve` runs the service, `castghl demo` shows it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+from aiohttp import web
+
+from castghl_app.logs import configure_logging
+from castghl_app.settings import SETTINGS, Settings, SettingsError
+
+
+@click.group()
+def main() -> None:
+    """castghl: Cast.ph as the SMS provider of HighLevel."""
+
+
+@main.command()
+def serve() -> None:
+    """Run the service with settings from CASTGHL_* environment variables."""
+    from castghl_app.web.app import create_app  # noqa: PLC0415  (keeps --help fast)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+    )
+
+
+@main.command()
+@click.option("--verbose", is_flag=True, help="Also show the service's own logs.")
+def demo(*, verbose: bool) -> None:
+    """Send HighLevel's sample message through local stand-ins of GHL and Cast."""
+    from castghl_app.demo import run_demo  # noqa: PLC0415
+
+    configure_logging("INFO" if verbose else "ERROR", json_lines=False)
+    sys.exit(asyncio.run(run_demo(click.echo)))
+
+
+@main.command("settings")
+def list_settings() -> None:
+    """List every setting with its default."""
+    for setting in SETTINGS:
+        default = "(required)" if setting.default is None else repr(setting.default)
+        click.echo(f"{setting.env:42} {default:40} {setting.help}")

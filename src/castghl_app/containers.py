@@ -1,0 +1,221 @@
+"""The composition root: every adapter chosen by setting and wired here.
+
+Switching a backend is a settings change only. Tests swap pieces with
+`container.<provider>.override(...)` instead of patching.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aiohttp
+from dependency_injector import containers, providers
+
+from castghl_adapters.cast import CastHttpGateway
+from castghl_adapters.crypto import AesGcmCipher, PlaintextCipher, load_key
+from castghl_adapters.ghl import GhlHttpClient, GhlSignatureVerifier
+from castghl_adapters.ghl.signatures import (
+    GHL_RSA_SHA256,
+    default_ghl_ed25519_key,
+    load_ed25519_public_key,
+    load_pinned_rsa_key,
+    load_rsa_public_key,
+)
+from castghl_adapters.memory import (
+    MemoryInstallationStore,
+    MemoryLeases,
+    MemoryLocationSettingsStore,
+    MemoryOutbox,
+    MemorySecretStore,
+)
+from castghl_adapters.sqlite import (
+    SqliteDatabase,
+    SqliteInstallationStore,
+    SqliteLeases,
+    SqliteLocationSettingsStore,
+    SqliteOutbox,
+    SqliteSecretStore,
+)
+from castghl_adapters.system import SystemClock
+from castghl_app.services import Services
+from castghl_app.settings import Settings
+from castghl_app.workers.dispatcher import Dispatcher
+from castghl_core.accept_outbound import AcceptOutbound
+from castghl_core.backoff import Backoff
+from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
+from castghl_core.tokens import StoredAccessTokens
+
+logger = logging.getLogger(__name__)
+
+_PEM_END = "-----END PUBLIC KEY-----"
+
+
+async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
+    """One pooled client session for every call to Cast and GHL."""
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=settings.http_timeout_seconds),
+        connector=aiohttp.TCPConnector(limit=100, limit_per_host=50),
+    )
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+async def open_sqlite(settings: Settings) -> AsyncIterator[SqliteDatabase]:
+    """The embedded store's single file, opened for the process's lifetime."""
+    database = SqliteDatabase(settings.sqlite_path)
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def make_cipher(settings: Settings) -> AesGcmCipher | PlaintextCipher:
+    """AES-GCM at rest when a key is configured; plain text with a warning."""
+    if settings.encryption_key:
+        return AesGcmCipher(load_key(settings.encryption_key))
+    logger.warning(
+        "secrets.unencrypted",
+        extra={"hint": "set CASTGHL_ENCRYPTION_KEY to encrypt keys and tokens"},
+    )
+    return PlaintextCipher()
+
+
+def _split_pems(text: str) -> list[str]:
+    return [part + _PEM_END for part in text.split(_PEM_END) if part.strip()]
+
+
+def make_verifier(settings: Settings) -> GhlSignatureVerifier:
+    """GHL's published Ed25519 key unless others are configured."""
+    pems = _split_pems(settings.ghl_webhook_public_keys)
+    ed25519 = [load_ed25519_public_key(pem) for pem in pems] or [
+        default_ghl_ed25519_key()
+    ]
+    rsa = []
+    if settings.ghl_legacy_rsa_public_key.strip():
+        pem = settings.ghl_legacy_rsa_public_key
+        rsa = [
+            load_rsa_public_key(pem)
+            if settings.ghl_legacy_rsa_unpinned
+            else load_pinned_rsa_key(pem, GHL_RSA_SHA256)
+        ]
+    return GhlSignatureVerifier(ed25519, rsa, accept_legacy_rsa=bool(rsa))
+
+
+def make_policy(settings: Settings) -> DispatchPolicy:
+    """The outbound flow's bounds, from settings."""
+    return DispatchPolicy(
+        max_parts=settings.max_sms_parts,
+        lease_for=timedelta(seconds=settings.lease_seconds),
+        first_poll_after=timedelta(seconds=settings.first_poll_seconds),
+        poll_backoff=Backoff(base=settings.first_poll_seconds, cap=300),
+        delivery_timeout=timedelta(seconds=settings.delivery_timeout_seconds),
+        not_ready_window=timedelta(seconds=settings.report_not_ready_seconds),
+    )
+
+
+def _state_store(settings: Settings) -> str:
+    return settings.state_store.value
+
+
+def _secret_store(settings: Settings) -> str:
+    return settings.secret_store.value
+
+
+class Container(containers.DeclarativeContainer):
+    """Every provider of the service; `services` is what entry points use."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    clock = providers.Singleton(SystemClock)
+    http_session = providers.Resource(open_http_session, settings)
+    sqlite = providers.Resource(open_sqlite, settings)
+    cipher = providers.Singleton(make_cipher, settings)
+
+    state_store = providers.Callable(_state_store, settings)
+    outbox = providers.Selector(
+        state_store,
+        memory=providers.Singleton(MemoryOutbox),
+        sqlite=providers.Singleton(SqliteOutbox, sqlite),
+    )
+    leases = providers.Selector(
+        state_store,
+        memory=providers.Singleton(MemoryLeases),
+        sqlite=providers.Singleton(SqliteLeases, sqlite),
+    )
+    installations = providers.Selector(
+        state_store,
+        memory=providers.Singleton(MemoryInstallationStore),
+        sqlite=providers.Singleton(SqliteInstallationStore, sqlite, cipher),
+    )
+    location_settings = providers.Selector(
+        state_store,
+        memory=providers.Singleton(MemoryLocationSettingsStore),
+        sqlite=providers.Singleton(SqliteLocationSettingsStore, sqlite),
+    )
+    state_secrets = providers.Selector(
+        state_store,
+        memory=providers.Singleton(MemorySecretStore),
+        sqlite=providers.Singleton(SqliteSecretStore, sqlite, cipher),
+    )
+    secrets = providers.Selector(
+        providers.Callable(_secret_store, settings),
+        state=state_secrets,
+    )
+
+    gateway = providers.Singleton(
+        CastHttpGateway,
+        http_session,
+        settings.provided.cast_base_url,
+        timeout=settings.provided.http_timeout_seconds,
+    )
+    ghl = providers.Singleton(
+        GhlHttpClient,
+        http_session,
+        settings.provided.ghl_base_url,
+        timeout=settings.provided.http_timeout_seconds,
+    )
+    verifier = providers.Singleton(make_verifier, settings)
+    tokens = providers.Singleton(StoredAccessTokens, installations, clock)
+    policy = providers.Singleton(make_policy, settings)
+
+    accept_outbound = providers.Singleton(
+        AcceptOutbound, verifier, installations, outbox, clock
+    )
+    dispatch_outbound = providers.Singleton(
+        DispatchOutbound,
+        outbox,
+        location_settings,
+        secrets,
+        gateway,
+        ghl,
+        tokens,
+        clock,
+        policy,
+    )
+    dispatcher = providers.Singleton(
+        Dispatcher,
+        outbox,
+        dispatch_outbound,
+        clock,
+        concurrency=settings.provided.dispatch_concurrency,
+        lease_for=providers.Callable(
+            lambda s: timedelta(seconds=s.lease_seconds), settings
+        ),
+        idle_poll=settings.provided.dispatch_poll_seconds,
+    )
+
+    services = providers.Singleton(
+        Services,
+        settings=settings,
+        clock=clock,
+        outbox=outbox,
+        installations=installations,
+        location_settings=location_settings,
+        secrets=secrets,
+        accept_outbound=accept_outbound,
+        dispatcher=dispatcher,
+    )

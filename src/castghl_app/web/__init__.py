@@ -1,0 +1,1 @@
+"""The aiohttp service: webhooks from GHL, the admin API, health checks."""

@@ -1,0 +1,40 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from castghl_app.web.keys import SERVICES
+
+logger = logging.getLogger(__name__)
+
+
+async def live(_: web.Request) -> web.Response:
+    """The process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """The store answers and the dispatcher runs; 503 with details if not."""
+    services = request.app[SERVICES]
+    checks: dict[str, str] = {}
+    try:
+        counts = await services.outbox.count_by_state()
+        checks["store"] = "ok"
+    except Exception as error:  # noqa: BLE001  (any failure means not ready)
+        logger.warning(
+            "health.store_unreachable", extra={"error": type(error).__name__}
+        )
+        counts = {}
+        checks["store"] = f"unreachable ({type(error).__name__})"
+    checks["dispatcher"] = "ok" if services.dispatcher.is_alive else "stopped"
+
+    ok = all(value == "ok" for value in checks.values())
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": checks,
+        "jobs": {state.value: count for state, count in counts.items()},
+    }
+    return web.json_response(body, status=200 if ok else 503)

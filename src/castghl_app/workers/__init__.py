@@ -1,0 +1,1 @@
+"""Background workers started and stopped with the service."""

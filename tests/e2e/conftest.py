@@ -1,0 +1,116 @@
+"""The whole service on 127.0.0.1 with the GHL and Cast sandboxes.
+
+`service` starts castghl on a SQLite file in tmp_path, wired to sandboxes
+started by the test; `make_service` starts more (for restarts). Every log
+record and every response body is checked for secrets at teardown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from castghl_app.sandbox.cast import CastSandbox
+
+from castghl_app.sandbox.ghl import GhlSandbox
+from castghl_app.settings import Settings
+from castghl_app.web.app import create_app
+from harness import (
+    ADMIN_TOKEN,
+    API_KEY,
+    ENCRYPTION_KEY,
+    LOCATION,
+    Service,
+    install_location,
+)
+
+
+@pytest.fixture
+async def cast() -> AsyncIterator[CastSandbox]:
+    sandbox = CastSandbox(status_delay=0.2)
+    await sandbox.start()
+    yield sandbox
+    await sandbox.stop()
+
+
+@pytest.fixture
+async def ghl() -> AsyncIterator[GhlSandbox]:
+    sandbox = GhlSandbox(not_ready_for=0.0)
+    await sandbox.start()
+    yield sandbox
+    await sandbox.stop()
+
+
+@pytest.fixture
+def secrets_seen() -> list[str]:
+    """Every secret of the test; none may appear in a log line or response."""
+    return [API_KEY, ADMIN_TOKEN, ENCRYPTION_KEY]
+
+
+@pytest.fixture
+def base_env(tmp_path, cast, ghl) -> dict[str, str]:
+    return {
+        "CASTGHL_PORT": "0",
+        "CASTGHL_ADMIN_TOKEN": ADMIN_TOKEN,
+        "CASTGHL_SQLITE_PATH": str(tmp_path / "castghl.sqlite3"),
+        "CASTGHL_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "CASTGHL_CAST_BASE_URL": cast.base_url,
+        "CASTGHL_GHL_BASE_URL": ghl.base_url,
+        "CASTGHL_GHL_WEBHOOK_PUBLIC_KEYS": ghl.public_key_pem,
+        "CASTGHL_FIRST_POLL_SECONDS": "0.1",
+        "CASTGHL_DISPATCH_POLL_SECONDS": "0.05",
+        "CASTGHL_HTTP_TIMEOUT_SECONDS": "2",
+        "CASTGHL_MAX_BODY_BYTES": "65536",
+    }
+
+
+@pytest.fixture
+async def make_service(
+    base_env, caplog, secrets_seen
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start castghl with the base settings and `overrides`; stop it after."""
+    caplog.set_level(logging.DEBUG)
+    started: list[Service] = []
+    responses: list[str] = []
+    http = aiohttp.ClientSession()
+
+    async def start(**overrides: str) -> Service:
+        settings = Settings.from_env({**base_env, **overrides})
+        runner = web.AppRunner(create_app(settings), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        service = Service(runner, f"http://{host}:{port}", http, responses)
+        started.append(service)
+        return service
+
+    yield start
+
+    for service in started:
+        await service.stop()
+    await http.close()
+    leaks = [
+        secret
+        for secret in secrets_seen
+        if secret in caplog.text or any(secret in body for body in responses)
+    ]
+    assert leaks == [], "a secret appeared in a log line or a response"
+
+
+@pytest.fixture
+async def service(make_service, ghl, secrets_seen) -> Service:
+    """castghl with one installed location configured with a Cast key."""
+    running = await make_service()
+    secrets_seen.extend(await install_location(running, ghl, LOCATION))
+    status, _ = await running.admin(
+        "PUT",
+        f"/locations/{LOCATION}",
+        json={"sender_id": "CASTGHL", "cast_api_key": API_KEY},
+    )
+    assert status == 200
+    return running

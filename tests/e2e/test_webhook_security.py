@@ -1,0 +1,85 @@
+"""The Delivery URL refuses what it must: forged, malformed, oversized."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from castghl_app.web.routes import DELIVERY_PATH
+
+
+@pytest.mark.parametrize("signature", ["missing", "na", "forged"])
+async def test_unsigned_or_forged_deliveries_get_401_and_store_nothing(
+    service, ghl, cast, signature
+):
+    """Without a valid X-GHL-Signature nothing is stored or sent."""
+    status, body = await ghl.deliver(
+        service.delivery_url, ghl.sample_delivery(), signature=signature
+    )
+    assert status == 401
+    assert body["error"] == "invalid_signature"
+    assert await service.jobs() == {}
+    assert cast.requests == []
+
+
+async def test_a_body_changed_after_signing_is_refused(service, ghl):
+    """The signature covers the raw bytes: one changed byte breaks it."""
+    body = json.dumps(ghl.sample_delivery()).encode()
+    signature = ghl.sign(body)
+    status, _ = await service.request(
+        "POST",
+        DELIVERY_PATH,
+        data=body.replace(b"contact", b"Contact", 1),
+        headers={"X-GHL-Signature": signature, "Content-Type": "application/json"},
+    )
+    assert status == 401
+    assert await service.jobs() == {}
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[]", b'{"type": "SMS"}', b"\xff\xfe\x00"], ids=repr
+)
+async def test_signed_malformed_bodies_get_400_with_a_json_error(service, ghl, body):
+    """A correctly signed body that is not a ProviderOutboundMessage is a 400."""
+    status, answer = await service.request(
+        "POST",
+        DELIVERY_PATH,
+        data=body,
+        headers={"X-GHL-Signature": ghl.sign(body)},
+    )
+    assert status == 400
+    assert answer["error"] == "invalid_payload"
+    assert answer["message"]
+    assert await service.jobs() == {}
+
+
+async def test_a_body_over_the_size_cap_gets_413(service, ghl):
+    """Bodies past CASTGHL_MAX_BODY_BYTES are refused before verification."""
+    sample = ghl.sample_delivery(message="x" * 70_000)
+    status, body = await ghl.deliver(service.delivery_url, sample)
+    assert status == 413
+    assert body["error"] == "body_too_large"
+    assert await service.jobs() == {}
+
+
+async def test_a_chunked_body_over_the_cap_gets_413(service, ghl):
+    """A body without Content-Length is cut off at the cap too."""
+
+    async def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    status, body = await service.request("POST", DELIVERY_PATH, data=chunks())
+    assert status == 413
+    assert body["error"] == "body_too_large"
+
+
+async def test_unknown_paths_and_methods_get_json_errors(service):
+    """Routing errors are JSON too, never an HTML page."""
+    status, body = await service.request("GET", DELIVERY_PATH)
+    assert status == 405
+    assert body["error"] == "method_not_allowed"
+    status, body = await service.request("GET", "/nope")
+    assert status == 404
+    assert body["error"] == "not_found"

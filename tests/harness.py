@@ -1,0 +1,102 @@
+"""Helpers for tests that run the whole service: a handle on a running
+castghl, its test secrets, and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+
+from castghl_app.sandbox.ghl import GhlSandbox
+from castghl_app.services import Services
+from castghl_app.web.keys import SERVICES
+from castghl_app.web.routes import DELIVERY_PATH
+from castghl_core.installations import Installation, UserType
+from castghl_core.jobs import JobState
+
+LOCATION = "GKAWb4yu7A4LSc0skQ6g"
+API_KEY = "cast_test_" + secrets.token_hex(16)
+ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(24)
+ENCRYPTION_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
+@attrs.define
+class Service:
+    """A running castghl and the means to talk to it."""
+
+    runner: web.AppRunner
+    url: str
+    http: aiohttp.ClientSession
+    responses: list[str]
+
+    @property
+    def services(self) -> Services:
+        return self.runner.app[SERVICES]
+
+    @property
+    def delivery_url(self) -> str:
+        return self.url + DELIVERY_PATH
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """Call the service; remember the body for the secrets check."""
+        async with self.http.request(method, self.url + path, **kwargs) as response:
+            text = await response.text()
+            self.responses.append(text)
+            body = (
+                await response.json()
+                if response.content_type == "application/json"
+                else text
+            )
+            return response.status, body
+
+    async def admin(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return await self.request(
+            method, "/api/admin" + path, headers=headers, **kwargs
+        )
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+    async def jobs(self) -> dict[JobState, int]:
+        return dict(await self.services.outbox.count_by_state())
+
+
+async def install_location(
+    service: Service, ghl: GhlSandbox, location_id: str
+) -> list[str]:
+    """Store a GHL token for the location (seeded until the OAuth flow exists)."""
+    token = ghl.issue_location_token(location_id)
+    await service.services.installations.put(
+        Installation(
+            owner_id=location_id,
+            user_type=UserType.LOCATION,
+            access_token=token["access_token"],
+            refresh_token=token["refresh_token"],
+            expires_at=datetime.now(UTC) + timedelta(seconds=token["expires_in"]),
+        )
+    )
+    return [token["access_token"], token["refresh_token"]]
+
+
+async def eventually(probe: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll `probe` (sync or async) until truthy; fail after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = probe()
+        if asyncio.iscoroutine(found):
+            found = await found
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)

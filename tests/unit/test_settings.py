@@ -1,0 +1,71 @@
+"""Settings from environment variables."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from castghl_app.settings import (
+    SETTINGS,
+    SecretBackend,
+    Settings,
+    SettingsError,
+    StateStore,
+)
+
+VALID = {"CASTGHL_ADMIN_TOKEN": "a" * 32}
+
+
+def test_defaults_run_on_the_embedded_store():
+    """With only the admin token set, castghl uses SQLite and the real APIs."""
+    settings = Settings.from_env(VALID)
+    assert settings.state_store is StateStore.SQLITE
+    assert settings.secret_store is SecretBackend.STATE
+    assert settings.cast_base_url == "https://api.cast.ph"
+    assert settings.ghl_base_url == "https://services.leadconnectorhq.com"
+    assert settings.host == "127.0.0.1"
+
+
+def test_every_problem_is_reported_at_once():
+    """One start-up error lists each missing or invalid setting by name."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "CASTGHL_PORT": "eighty",
+                "CASTGHL_STATE_STORE": "postgres",
+                "CASTGHL_CAST_BASE_URL": "api.cast.ph",
+                "CASTGHL_MAX_SMS_PARTS": "0",
+            }
+        )
+    problems = "\n".join(caught.value.problems)
+    for name in (
+        "CASTGHL_ADMIN_TOKEN",
+        "CASTGHL_PORT",
+        "CASTGHL_STATE_STORE",
+        "CASTGHL_CAST_BASE_URL",
+        "CASTGHL_MAX_SMS_PARTS",
+    ):
+        assert name in problems
+    assert len(caught.value.problems) == 5
+
+
+def test_a_bad_secret_is_named_but_never_echoed():
+    """A too-short admin token is reported without its value."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"CASTGHL_ADMIN_TOKEN": "hunter2"})
+    assert "CASTGHL_ADMIN_TOKEN" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_repr_hides_secrets():
+    """Printing the settings shows *** for the admin token and encryption key."""
+    settings = Settings.from_env({**VALID, "CASTGHL_ENCRYPTION_KEY": "k" * 44})
+    assert "a" * 32 not in repr(settings)
+    assert "k" * 44 not in repr(settings)
+
+
+def test_every_setting_has_a_field_and_a_description():
+    """The SETTINGS table and the Settings record describe the same fields."""
+    fields = {s.field for s in SETTINGS}
+    assert fields == {field.name for field in attrs.fields(Settings)}
+    assert all(s.help for s in SETTINGS)
