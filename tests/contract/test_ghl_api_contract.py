@@ -15,7 +15,6 @@ import time
 import aiohttp
 import pytest
 from aiohttp import web
-from ghl_openapi import OpenApiFile, open_api
 
 from castghl_adapters.ghl import GhlEndpoints, GhlHttpClient, GhlRoute
 from castghl_app.sandbox.ghl import Fault, GhlSandbox
@@ -28,6 +27,8 @@ from castghl_core.errors import (
     GhlUnavailable,
 )
 from castghl_core.jobs import DeliveryStatus
+
+from ghl_openapi import OpenApiFile, open_api
 
 LOCATION = "GKAWb4yu7A4LSc0skQ6g"
 OTHER_LOCATION = "ve9EPM428h8vShlRW1KT"

@@ -14,7 +14,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from ghl_openapi import open_api
 
 from castghl_adapters.ghl.signatures import (
     GhlSignatureVerifier,
@@ -24,6 +23,8 @@ from castghl_adapters.ghl.signatures import (
 from castghl_app.sandbox import ghl as sandbox_module
 from castghl_app.sandbox.ghl import Fault, GhlSandbox
 from castghl_core.errors import SignatureRejected
+
+from ghl_openapi import open_api
 
 LOCATION = "GKAWb4yu7A4LSc0skQ6g"
 

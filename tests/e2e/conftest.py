@@ -14,11 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from castghl_app.sandbox.cast import CastSandbox
 
+from castghl_app.sandbox.cast import CastSandbox
 from castghl_app.sandbox.ghl import GhlSandbox
 from castghl_app.settings import Settings
 from castghl_app.web.app import create_app
+
 from harness import (
     ADMIN_TOKEN,
     API_KEY,

@@ -7,6 +7,7 @@ import json
 
 from castghl_app.sandbox.cast import Fault
 from castghl_core.jobs import JobState
+
 from harness import LOCATION, eventually
 
 

@@ -18,6 +18,7 @@ from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
 from castghl_core.installations import Installation, UserType
 from castghl_core.locations import LocationSettings
 from castghl_core.tokens import StoredAccessTokens
+
 from fakes import (
     API_KEY,
     LOCATION,

@@ -10,6 +10,7 @@ import pytest
 from castghl_core.accept_outbound import Acceptance
 from castghl_core.errors import InvalidPayload, LocationNotInstalled, SignatureRejected
 from castghl_core.jobs import JobState
+
 from fakes import LOCATION
 
 SIGNED = {"X-Test-Signature": "good"}

@@ -16,6 +16,7 @@ from castghl_core.errors import (
 )
 from castghl_core.gateway import CastStatus
 from castghl_core.jobs import DeliveryStatus, JobState, OutboundJob
+
 from fakes import API_KEY, LOCATION, TOKEN, ReportedStatus
 
 OWNER = "worker-1"
