@@ -8,6 +8,8 @@ import pytest
 
 from castghl_app.web.routes import DELIVERY_PATH
 
+from harness import LOCATION, install_location
+
 
 @pytest.mark.parametrize("signature", ["missing", "na", "forged"])
 async def test_unsigned_or_forged_deliveries_get_401_and_store_nothing(
@@ -83,3 +85,31 @@ async def test_unknown_paths_and_methods_get_json_errors(service):
     status, body = await service.request("GET", "/nope")
     assert status == 404
     assert body["error"] == "not_found"
+
+
+async def test_the_legacy_rsa_signature_is_refused_unless_configured(service, ghl):
+    """X-WH-Signature alone is not enough when no RSA key is configured."""
+    status, body = await ghl.deliver(
+        service.delivery_url, ghl.sample_delivery(), signature="legacy-only"
+    )
+    assert status == 401
+    assert "X-GHL-Signature" in body["message"]
+
+
+async def test_the_legacy_rsa_signature_is_accepted_where_configured(make_service, ghl):
+    """With an RSA key configured, a delivery signed only with it is accepted."""
+    running = await make_service(
+        CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY=ghl.legacy_public_key_pem,
+        CASTGHL_GHL_LEGACY_RSA_UNPINNED="true",
+    )
+    await install_location(running, ghl, LOCATION)
+    status, body = await ghl.deliver(
+        running.delivery_url, ghl.sample_delivery(), signature="legacy-only"
+    )
+    assert (status, body["status"]) == (200, "accepted")
+
+
+async def test_an_rsa_key_that_is_not_highlevels_stops_start_up(make_service, ghl):
+    """Unless unpinned, a legacy key must match HighLevel's fingerprint."""
+    with pytest.raises(ValueError, match="fingerprint"):
+        await make_service(CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY=ghl.legacy_public_key_pem)

@@ -58,7 +58,7 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start the pick-up loop on the running event loop."""
-        self._loop_task = asyncio.create_task(self._loop(), name=self.owner)
+        self._loop_task = asyncio.create_task(self._supervise(), name=self.owner)
         logger.info("dispatcher.started", extra={"owner": self.owner})
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -73,6 +73,22 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         logger.info("dispatcher.stopped", extra={"owner": self.owner})
+
+    async def _supervise(self) -> None:
+        """Run the pick-up loop, restarting it if it ever fails."""
+        restarts = 0
+        while not self._stopping.is_set():
+            try:
+                await self._loop()
+            except Exception:
+                restarts += 1
+                logger.exception(
+                    "dispatcher.loop_crashed", extra={"restarts": restarts}
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stopping.wait(), min(30.0, 0.5 * 2**restarts)
+                    )
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
