@@ -9,7 +9,7 @@ import click
 from aiohttp import web
 
 from castghl_app.logs import configure_logging
-from castghl_app.settings import SETTINGS, Settings, SettingsError
+from castghl_app.settings import SETTINGS, Settings, SettingsError, settings_markdown
 
 
 @click.group()
@@ -48,8 +48,12 @@ def demo(*, verbose: bool) -> None:
 
 
 @main.command("settings")
-def list_settings() -> None:
+@click.option("--markdown", is_flag=True, help="Print the README's table.")
+def list_settings(*, markdown: bool) -> None:
     """List every setting with its default."""
+    if markdown:
+        click.echo(settings_markdown())
+        return
     for setting in SETTINGS:
         default = "(required)" if setting.default is None else repr(setting.default)
         click.echo(f"{setting.env:42} {default:40} {setting.help}")

@@ -331,3 +331,17 @@ class Settings:
             raise SettingsError(problems)
         values["sqlite_path"] = Path(values["sqlite_path"])
         return cls(**values)
+
+
+def settings_markdown() -> str:
+    """The settings as the README's Markdown table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for setting in SETTINGS:
+        if setting.default is None:
+            default = "*(required)*"
+        elif setting.default:
+            default = f"`{setting.default}`"
+        else:
+            default = "*(empty)*"
+        rows.append(f"| `{setting.env}` | {default} | {setting.help} |")
+    return "\n".join(rows)
