@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import secrets
 import tempfile
@@ -40,6 +41,35 @@ Echo = Callable[[str], None]
 
 class DemoFailed(Exception):
     """An expected step of the demo was not observed."""
+
+
+_TRACED = {
+    "outbound.accepted": "claimed in the outbox (state accepted)",
+    "outbound.duplicate": "already claimed: nothing new happens",
+    "outbound.sent": "Cast queued it (state sent)",
+    "outbound.send_retry": "Cast asked to wait; retry scheduled",
+    "outbound.delivered": "Cast reports it delivered (state reporting)",
+    "outbound.failed": "cannot be sent (state reporting)",
+    "outbound.report_retry": "GHL not ready for the status yet; retry scheduled",
+    "outbound.reported": "GHL has the outcome (state reported)",
+}
+
+
+class _Trace(logging.Handler):
+    """Echoes castghl's own outbound events as the demo's narration."""
+
+    def __init__(self, echo: Echo) -> None:
+        super().__init__(logging.INFO)
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meaning = _TRACED.get(record.getMessage())
+        if meaning is None:
+            return
+        detail = ""
+        if record.getMessage() == "outbound.failed":
+            detail = f" [{getattr(record, 'code', '')}]"
+        self.echo(f"  castghl :: {meaning}{detail}")
 
 
 def demo_settings(
@@ -86,6 +116,20 @@ async def wait_for(
 
 async def run_demo(echo: Echo) -> int:
     """Run the demonstration; 0 if every step was observed, 1 otherwise."""
+    trace = _Trace(echo)
+    core_logger = logging.getLogger("castghl_core")
+    quiet = logging.getLogger().level > logging.INFO
+    core_logger.addHandler(trace)
+    core_logger.setLevel(logging.INFO)
+    core_logger.propagate = not quiet  # --verbose shows the full log too
+    try:
+        return await _run(echo)
+    finally:
+        core_logger.removeHandler(trace)
+        core_logger.propagate = True
+
+
+async def _run(echo: Echo) -> int:
     cast, ghl = CastSandbox(status_delay=0.5), GhlSandbox(not_ready_for=1.5)
     cast_url, ghl_url = await cast.start(), await ghl.start()
     with tempfile.TemporaryDirectory(prefix="castghl-demo-") as folder:
@@ -200,11 +244,11 @@ async def _configure(
 async def _deliver(
     echo: Echo, ghl: GhlSandbox, url: str, payload: dict[str, Any], *, expect: str
 ) -> None:
-    status, body = await ghl.deliver(url, payload)
     echo(
         f"  GHL     -> delivery messageId={payload['messageId']} "
         f"phone={payload['phone']} (signed Ed25519)"
     )
+    status, body = await ghl.deliver(url, payload)
     if status != 200 or not isinstance(body, dict) or body.get("status") != expect:  # noqa: PLR2004
         raise DemoFailed(f"expected 200 {expect}, got {status} {body}")
     echo(f"  castghl -> 200 {expect}")

@@ -15,7 +15,7 @@ from typing import Any
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _SECRET_PATTERNS = (
-    re.compile(r"cast_(?:test_)?[A-Za-z0-9_]{8,}"),
+    re.compile(r"\bcast_(?:test_)?[0-9A-Fa-f]{16,}"),
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{8,}"),
 )
 

@@ -18,11 +18,16 @@ def record(message: str, **extra) -> logging.LogRecord:
 
 def test_cast_keys_and_bearer_tokens_are_masked():
     """Anything shaped like a Cast key or a bearer token is replaced."""
-    text = f"key={KEY} auth='Bearer abc.def-ghi_jkl' test=cast_test_1234abcd5678"
+    text = f"key={KEY} auth='Bearer abc.def-ghi_jkl' test=cast_test_1234abcd5678abcd"
     masked = redact(text)
     assert KEY not in masked
     assert "abc.def-ghi_jkl" not in masked
-    assert "cast_test_1234abcd5678" not in masked
+    assert "cast_test_1234abcd5678abcd" not in masked
+
+
+def test_field_names_that_start_with_cast_are_left_alone():
+    """`cast_message_id=...` is a field, not a key."""
+    assert redact("cast_message_id=SANDBOX_1") == "cast_message_id=SANDBOX_1"
 
 
 def test_json_lines_carry_the_event_and_its_fields():
