@@ -15,4 +15,4 @@ async def test_the_demo_observes_every_step_and_exits_zero():
     assert "NOT_PHILIPPINE_NUMBER" in text
     assert "castghl -> 200 duplicate" in text
     assert "cast_api_key=cast_test_…" in text
-    assert lines[-1].startswith("Demo passed")
+    assert lines[-1].strip().startswith("Demo passed")
