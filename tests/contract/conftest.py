@@ -1,6 +1,7 @@
 """Every store backend behind one fixture, so each contract runs on all of them.
 
-To add a backend, write a class with `connect()` and `close()` (see
+To add a backend, write a class built from the test's fixture request (for
+tmp_path or a server fixture) with `connect()` and `close()` (see
 MemoryBackend) and add it to BACKENDS: every contract test then runs on it.
 """
 
@@ -21,6 +22,14 @@ from castghl_adapters.memory import (
     MemoryLocationSettingsStore,
     MemoryOutbox,
     MemorySecretStore,
+)
+from castghl_adapters.mongo import (
+    MongoDatabase,
+    MongoInstallationStore,
+    MongoLeases,
+    MongoLocationSettingsStore,
+    MongoOutbox,
+    MongoSecretStore,
 )
 from castghl_adapters.sqlite import (
     SqliteDatabase,
@@ -65,7 +74,7 @@ class Backend(Protocol):
 class MemoryBackend:
     """Memory: one process is all there is, so every handle is the same stores."""
 
-    def __init__(self, _tmp_path: Path) -> None:
+    def __init__(self, _request: pytest.FixtureRequest) -> None:
         self._stores = Stores(
             outbox=MemoryOutbox(),
             leases=MemoryLeases(),
@@ -84,7 +93,8 @@ class MemoryBackend:
 class SqliteBackend:
     """SQLite: each handle is its own SqliteDatabase (connection) on one file."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
         self.path = tmp_path / "castghl.sqlite3"
         self._cipher = AesGcmCipher(os.urandom(32))
         self._databases: list[SqliteDatabase] = []
@@ -106,18 +116,47 @@ class SqliteBackend:
             await db.close()
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
+class MongoBackend:
+    """MongoDB: each handle is its own MongoDatabase (client) on one database.
+
+    The server is the session's (tests/mongo_server.py); the database is the
+    test's own, dropped afterwards.
+    """
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.uri = request.getfixturevalue("mongo_server").uri
+        self.name = request.getfixturevalue("mongo_database_name")
+        self._cipher = AesGcmCipher(os.urandom(32))
+        self._databases: list[MongoDatabase] = []
+
+    async def connect(self) -> Stores:
+        db = MongoDatabase(self.uri, database=self.name, pool_size=20)
+        await db.open()
+        self._databases.append(db)
+        return Stores(
+            outbox=MongoOutbox(db),
+            leases=MongoLeases(db),
+            installations=MongoInstallationStore(db, self._cipher),
+            settings=MongoLocationSettingsStore(db),
+            secrets=MongoSecretStore(db, self._cipher),
+        )
+
+    async def close(self) -> None:
+        for db in self._databases:
+            await db.close()
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {
     "memory": MemoryBackend,
     "sqlite": SqliteBackend,
+    "mongodb": MongoBackend,
 }
 
 
 @pytest.fixture(params=list(BACKENDS))
-async def backend(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """Each backend in turn, closed after the test."""
-    built = BACKENDS[request.param](tmp_path)
+    built = BACKENDS[request.param](request)
     yield built
     await built.close()
 
