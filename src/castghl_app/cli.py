@@ -10,6 +10,7 @@ from aiohttp import web
 
 from castghl_app.logs import configure_logging
 from castghl_app.settings import SETTINGS, Settings, SettingsError, settings_markdown
+from castghl_core.errors import CastGhlError
 
 
 @click.group()
@@ -28,13 +29,23 @@ def serve() -> None:
         click.echo(str(error), err=True)
         sys.exit(2)
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            access_log=None,
+        )
+    except SettingsError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
+    except CastGhlError as error:
+        # run_app raises what start-up raised (a store that refuses the
+        # credentials, cannot be reached, or has a newer schema). Our errors
+        # say what to fix and hide secrets; a traceback would add nothing.
+        click.echo(f"castghl cannot start: {error}", err=True)
+        sys.exit(2)
 
 
 @main.command()

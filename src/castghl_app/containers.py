@@ -6,9 +6,11 @@ Switching a backend is a settings change only. Tests swap pieces with
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from dependency_injector import containers, providers
@@ -40,12 +42,15 @@ from castghl_adapters.sqlite import (
 )
 from castghl_adapters.system import SystemClock
 from castghl_app.services import Services
-from castghl_app.settings import Settings
+from castghl_app.settings import Settings, SettingsError
 from castghl_app.workers.dispatcher import Dispatcher
 from castghl_core.accept_outbound import AcceptOutbound
 from castghl_core.backoff import Backoff
 from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
 from castghl_core.tokens import StoredAccessTokens
+
+if TYPE_CHECKING:
+    from castghl_adapters.mongo import MongoDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,45 @@ async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientS
 async def open_sqlite(settings: Settings) -> AsyncIterator[SqliteDatabase]:
     """The embedded store's single file, opened for the process's lifetime."""
     database = SqliteDatabase(settings.sqlite_path)
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def _mongo_adapters() -> Any:
+    """castghl_adapters.mongo, imported only when chosen: pymongo is an extra."""
+    try:
+        return importlib.import_module("castghl_adapters.mongo")
+    except ImportError as error:
+        problem = (
+            "CASTGHL_STATE_STORE=mongodb needs PyMongo: install castghl with "
+            f"the mongodb extra, 'castghl[mongodb]' ({error})"
+        )
+        raise SettingsError([problem]) from error
+
+
+def _mongo(name: str) -> Callable[..., Any]:
+    """A builder of the MongoDB adapter class `name`, imported when first built."""
+
+    def build(*args: Any) -> Any:
+        return getattr(_mongo_adapters(), name)(*args)
+
+    return build
+
+
+async def open_mongo(settings: Settings) -> AsyncIterator[MongoDatabase]:
+    """The process's one MongoDB client, opened (and checked) at start-up."""
+    timeout = timedelta(seconds=settings.mongodb_timeout_seconds)
+    database: MongoDatabase = _mongo_adapters().MongoDatabase(
+        settings.mongodb_uri,
+        database=settings.mongodb_database,
+        pool_size=settings.mongodb_pool_size,
+        server_selection_timeout=timeout,
+        connect_timeout=timeout,
+        socket_timeout=timeout,
+    )
     await database.open()
     try:
         yield database
@@ -133,6 +177,7 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     http_session = providers.Resource(open_http_session, settings)
     sqlite = providers.Resource(open_sqlite, settings)
+    mongo = providers.Resource(open_mongo, settings)
     cipher = providers.Singleton(make_cipher, settings)
 
     state_store = providers.Callable(_state_store, settings)
@@ -140,26 +185,31 @@ class Container(containers.DeclarativeContainer):
         state_store,
         memory=providers.Singleton(MemoryOutbox),
         sqlite=providers.Singleton(SqliteOutbox, sqlite),
+        mongodb=providers.Singleton(_mongo("MongoOutbox"), mongo),
     )
     leases = providers.Selector(
         state_store,
         memory=providers.Singleton(MemoryLeases),
         sqlite=providers.Singleton(SqliteLeases, sqlite),
+        mongodb=providers.Singleton(_mongo("MongoLeases"), mongo),
     )
     installations = providers.Selector(
         state_store,
         memory=providers.Singleton(MemoryInstallationStore),
         sqlite=providers.Singleton(SqliteInstallationStore, sqlite, cipher),
+        mongodb=providers.Singleton(_mongo("MongoInstallationStore"), mongo, cipher),
     )
     location_settings = providers.Selector(
         state_store,
         memory=providers.Singleton(MemoryLocationSettingsStore),
         sqlite=providers.Singleton(SqliteLocationSettingsStore, sqlite),
+        mongodb=providers.Singleton(_mongo("MongoLocationSettingsStore"), mongo),
     )
     state_secrets = providers.Selector(
         state_store,
         memory=providers.Singleton(MemorySecretStore),
         sqlite=providers.Singleton(SqliteSecretStore, sqlite, cipher),
+        mongodb=providers.Singleton(_mongo("MongoSecretStore"), mongo, cipher),
     )
     secrets = providers.Selector(
         providers.Callable(_secret_store, settings),

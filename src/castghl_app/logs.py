@@ -1,7 +1,8 @@
 """Logging: one JSON object per line, with a last-ditch redaction of secrets.
 
 Code never logs a secret on purpose; the filter here is the second line of
-defence, masking anything shaped like a Cast key or a bearer token.
+defence, masking anything shaped like a Cast key, a bearer token or the
+password of a MongoDB connection string.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ _SECRET_PATTERNS = (
     re.compile(r"\bcast_(?:test_)?[0-9A-Fa-f]{16,}"),
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{8,}"),
 )
+_URI_PASSWORD = re.compile(r"(?i)(mongodb(?:\+srv)?://[^:@/\s]*:)[^@\s]+@")
+"""The password of ``mongodb://user:password@host``; the user name stays."""
 
 
 def redact(text: str) -> str:
-    """Mask every substring shaped like a Cast API key or bearer token."""
+    """Mask every substring shaped like a Cast API key or bearer token, and
+    connection-string passwords."""
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub("[redacted]", text)
-    return text
+    return _URI_PASSWORD.sub(r"\1[redacted]@", text)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -68,3 +72,6 @@ def configure_logging(level: str, *, json_lines: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # PyMongo logs every command with its documents at debug level: not for
+    # castghl's debug level, and never a place for stored tokens.
+    logging.getLogger("pymongo").setLevel(logging.WARNING)

@@ -94,6 +94,27 @@ def _url(value: str) -> str:
     return value
 
 
+def _mongodb_uri(value: str) -> str:
+    # The URI may hold a password: problems are described, never echoed.
+    value = value.strip()
+    if not value.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("must start with mongodb:// or mongodb+srv://")
+    return value
+
+
+_MONGODB_NAME_FORBIDDEN = frozenset('/\\. "$')
+
+
+def _mongodb_database(value: str) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= 63 or _MONGODB_NAME_FORBIDDEN & set(value):  # noqa: PLR2004
+        raise ValueError(
+            "must be a MongoDB database name: 1 to 63 characters, none of "
+            '/ \\ . " $ or a space'
+        )
+    return value
+
+
 def _admin_token(value: str) -> str:
     if len(value) < 24:  # noqa: PLR2004
         raise ValueError("must be at least 24 characters (use a random token)")
@@ -161,6 +182,35 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "sqlite_path", _text, "castghl.sqlite3", "SQLite file of the embedded store."
+    ),
+    Setting(
+        "mongodb_uri",
+        _mongodb_uri,
+        "mongodb://127.0.0.1:27017",
+        "MongoDB connection string (mongodb:// or mongodb+srv://) with any "
+        "credentials, authSource and TLS options; logged only with the "
+        "password masked.",
+        secret=True,
+    ),
+    Setting(
+        "mongodb_database",
+        _mongodb_database,
+        "castghl",
+        "MongoDB database holding castghl's collections.",
+    ),
+    Setting(
+        "mongodb_pool_size",
+        _positive_int,
+        "50",
+        "Most connections one process opens to MongoDB (overrides maxPoolSize "
+        "in the URI).",
+    ),
+    Setting(
+        "mongodb_timeout_seconds",
+        _positive_float,
+        "10",
+        "How long a MongoDB call waits to select a server, connect or read "
+        "before failing (bounds /readyz too; overrides the URI's timeouts).",
     ),
     Setting(
         "secret_store",
@@ -285,6 +335,10 @@ class Settings:
     admin_token: str
     state_store: StateStore
     sqlite_path: Path
+    mongodb_uri: str
+    mongodb_database: str
+    mongodb_pool_size: int
+    mongodb_timeout_seconds: float
     secret_store: SecretBackend
     encryption_key: str
     cast_base_url: str

@@ -1,8 +1,9 @@
 """The whole service on 127.0.0.1 with the GHL and Cast sandboxes.
 
-`service` starts castghl on a SQLite file in tmp_path, wired to sandboxes
-started by the test; `make_service` starts more (for restarts). Every log
-record and every response body is checked for secrets at teardown.
+`service` starts castghl wired to sandboxes started by the test;
+`make_service` starts more (for restarts). Every test runs twice, on the
+SQLite and on the MongoDB configuration (`store_env`: only settings differ).
+Every log record and every response body is checked for secrets at teardown.
 """
 
 from __future__ import annotations
@@ -52,12 +53,31 @@ def secrets_seen() -> list[str]:
     return [API_KEY, ADMIN_TOKEN, ENCRYPTION_KEY]
 
 
-@pytest.fixture
-def base_env(tmp_path, cast, ghl) -> dict[str, str]:
+@pytest.fixture(params=["sqlite", "mongodb"])
+def store_env(request, tmp_path, secrets_seen) -> dict[str, str]:
+    """The state store's settings: a SQLite file, or a MongoDB database of the
+    test's own on the session's server (tests/mongo_server.py)."""
+    if request.param == "sqlite":
+        return {
+            "CASTGHL_STATE_STORE": "sqlite",
+            "CASTGHL_SQLITE_PATH": str(tmp_path / "castghl.sqlite3"),
+        }
+    server = request.getfixturevalue("mongo_server")
+    secrets_seen.extend(server.secrets)
     return {
+        "CASTGHL_STATE_STORE": "mongodb",
+        "CASTGHL_MONGODB_URI": server.uri,
+        "CASTGHL_MONGODB_DATABASE": request.getfixturevalue("mongo_database_name"),
+        "CASTGHL_MONGODB_TIMEOUT_SECONDS": "5",
+    }
+
+
+@pytest.fixture
+def base_env(store_env, cast, ghl) -> dict[str, str]:
+    return {
+        **store_env,
         "CASTGHL_PORT": "0",
         "CASTGHL_ADMIN_TOKEN": ADMIN_TOKEN,
-        "CASTGHL_SQLITE_PATH": str(tmp_path / "castghl.sqlite3"),
         "CASTGHL_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "CASTGHL_CAST_BASE_URL": cast.base_url,
         "CASTGHL_GHL_BASE_URL": ghl.base_url,

@@ -43,3 +43,11 @@ def test_a_secret_in_an_extra_field_is_masked_in_both_formats():
     """Redaction covers the fields as well as the message."""
     for formatter in (JsonFormatter(), TextFormatter()):
         assert KEY not in formatter.format(record("x", api_key=KEY))
+
+
+def test_connection_string_passwords_are_masked():
+    """A MongoDB URI's password is masked; its user and host stay readable."""
+    text = "uri=mongodb+srv://castghl:S3cr3t%2Fpw@cluster0.example.net/?w=majority"
+    masked = redact(text)
+    assert "S3cr3t" not in masked
+    assert "mongodb+srv://castghl:[redacted]@cluster0.example.net/" in masked

@@ -37,7 +37,13 @@ def create_app(
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Open resources and start the dispatcher; on shutdown, the reverse."""
     container = app[CONTAINER]
-    services = await container.services()  # type: ignore[misc]
+    try:
+        services = await container.services()  # type: ignore[misc]
+    except BaseException:
+        # A store that cannot be opened ends start-up; close what did open
+        # (the HTTP session, another store) before the error goes up.
+        await _shut_down(container)
+        raise
     app[SERVICES] = services
     services.dispatcher.start()
     logger.info(
@@ -51,7 +57,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await services.dispatcher.stop(grace=services.settings.shutdown_grace_seconds)
-        shutdown = container.shutdown_resources()
-        if shutdown is not None:
-            await shutdown
+        await _shut_down(container)
         logger.info("service.stopped")
+
+
+async def _shut_down(container: Container) -> None:
+    shutdown = container.shutdown_resources()
+    if shutdown is not None:
+        await shutdown

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from castghl_app.web.keys import SERVICES
+from castghl_core.errors import CastGhlError
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,13 @@ async def ready(request: web.Request) -> web.Response:
         counts = await services.outbox.count_by_state()
         checks["store"] = "ok"
     except Exception as error:  # noqa: BLE001  (any failure means not ready)
+        # Our own errors are written for operators and hold no secret (a
+        # MongoDB one names the server by its redacted URI); others are
+        # named by type only. The response body says less: it is public.
+        detail = str(error) if isinstance(error, CastGhlError) else None
         logger.warning(
-            "health.store_unreachable", extra={"error": type(error).__name__}
+            "health.store_unreachable",
+            extra={"error": type(error).__name__, "detail": detail},
         )
         counts = {}
         checks["store"] = f"unreachable ({type(error).__name__})"
