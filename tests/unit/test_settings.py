@@ -69,3 +69,36 @@ def test_every_setting_has_a_field_and_a_description():
     fields = {s.field for s in SETTINGS}
     assert fields == {field.name for field in attrs.fields(Settings)}
     assert all(s.help for s in SETTINGS)
+
+
+def test_mongodb_settings_have_working_defaults():
+    """Choosing mongodb alone points at a local server's `castghl` database."""
+    settings = Settings.from_env({**VALID, "CASTGHL_STATE_STORE": "mongodb"})
+    assert settings.state_store is StateStore.MONGODB
+    assert settings.mongodb_uri == "mongodb://127.0.0.1:27017"
+    assert settings.mongodb_database == "castghl"
+    assert settings.mongodb_pool_size == 50
+    assert settings.mongodb_timeout_seconds == 10
+
+
+def test_a_bad_mongodb_uri_is_named_but_never_echoed():
+    """A URI of the wrong scheme is refused without repeating its password."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**VALID, "CASTGHL_MONGODB_URI": "mongo://u:pw-1234@db"})
+    assert "CASTGHL_MONGODB_URI must start with mongodb://" in str(caught.value)
+    assert "pw-1234" not in str(caught.value)
+
+
+def test_repr_hides_the_mongodb_uri():
+    """The URI may hold a password, so the settings' repr shows *** for it."""
+    uri = "mongodb://castghl:pw-1234@db1/?authSource=admin"
+    settings = Settings.from_env({**VALID, "CASTGHL_MONGODB_URI": uri})
+    assert "pw-1234" not in repr(settings)
+
+
+@pytest.mark.parametrize("name", ["", "cast.ghl", "cast ghl", "a/b", "x" * 64])
+def test_a_database_name_mongodb_refuses_is_refused(name):
+    """Database names with characters MongoDB forbids, or too long, are refused."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**VALID, "CASTGHL_MONGODB_DATABASE": name})
+    assert "CASTGHL_MONGODB_DATABASE" in str(caught.value)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from types import TracebackType
@@ -214,22 +215,35 @@ class MongoDatabase:
             raise translated from error
 
     def _make_client(self) -> AsyncMongoClient[dict[str, Any]]:
+        """The client, or MongoConfigurationError if the URI cannot be used.
+
+        PyMongo only warns about an option value it does not understand (say
+        ``tls=yes``) and then ignores the option, which could mean a plain
+        connection where TLS was meant: such warnings fail start-up here.
+        """
         selection_ms = _milliseconds(self.server_selection_timeout)
-        try:
-            return AsyncMongoClient(
-                self._uri,
-                maxPoolSize=self.pool_size,
-                serverSelectionTimeoutMS=selection_ms,
-                waitQueueTimeoutMS=selection_ms,
-                connectTimeoutMS=_milliseconds(self.connect_timeout),
-                socketTimeoutMS=_milliseconds(self.socket_timeout),
-                # BSON dates come back as aware UTC datetimes, as stored.
-                tz_aware=True,
-            )
-        except PyMongoError as error:
-            raise self._translate(error) or _configuration_error(
-                self._uri, error
-            ) from error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+                    self._uri,
+                    maxPoolSize=self.pool_size,
+                    serverSelectionTimeoutMS=selection_ms,
+                    waitQueueTimeoutMS=selection_ms,
+                    connectTimeoutMS=_milliseconds(self.connect_timeout),
+                    socketTimeoutMS=_milliseconds(self.socket_timeout),
+                    # BSON dates come back as aware UTC datetimes, as stored.
+                    tz_aware=True,
+                )
+            # ValueError: a bad port; OSError: an unreadable TLS file or key.
+            except (PyMongoError, ValueError, OSError) as error:
+                raise _configuration_error(self._uri, str(error)) from error
+
+        problems = [str(w.message) for w in caught if w.category is UserWarning]
+        if problems:
+            # Nothing has connected yet: the client starts on first use.
+            raise _configuration_error(self._uri, "; ".join(problems))
+        return client
 
     def _open_database(self) -> AsyncDatabase[dict[str, Any]]:
         if self._database is None:
@@ -250,7 +264,7 @@ class MongoDatabase:
                 f"user with the readWrite role on database {self.name!r}"
             )
         if isinstance(error, ConfigurationError):
-            return _configuration_error(self._uri, error)
+            return _configuration_error(self._uri, str(error))
         if isinstance(error, ConnectionFailure | ExecutionTimeout | WTimeoutError):
             reason = _one_line(scrub(_first_problem(error), self._uri))
             return MongoUnavailable(
@@ -321,8 +335,8 @@ async def _check_schema_version(database: AsyncDatabase[dict[str, Any]]) -> None
         )
 
 
-def _configuration_error(uri: str, error: PyMongoError) -> MongoConfigurationError:
-    reason = _one_line(scrub(str(error), uri))
+def _configuration_error(uri: str, problem: str) -> MongoConfigurationError:
+    reason = _one_line(scrub(problem, uri))
     return MongoConfigurationError(
         f"the MongoDB URI {redact_uri(uri)} cannot be used: {reason}"
     )

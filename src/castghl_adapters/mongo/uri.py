@@ -47,7 +47,7 @@ def redact_uri(uri: str) -> str:
     address, question, options = rest.partition("?")
     if question:
         rest = f"{address}?{_redact_options(options)}"
-    return scheme + rest
+    return uri[: len(scheme)] + rest
 
 
 def uri_secrets(uri: str) -> list[str]:
