@@ -29,6 +29,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from castghl_adapters.mongo.uri import uri_secrets
+
 TEST_URI_VARIABLE = "CASTGHL_TEST_MONGODB_URI"
 
 _LISTENING = re.compile(r"secantus listening on 127\.0\.0\.1:(\d+)")
@@ -209,8 +211,6 @@ class MongoServer:
     @property
     def secrets(self) -> list[str]:
         """The password in the URI, if any: it must appear in no log line."""
-        from castghl_adapters.mongo.uri import uri_secrets  # noqa: PLC0415
-
         return uri_secrets(self.uri)
 
     def new_database_name(self) -> str:
