@@ -3,9 +3,9 @@
 By default one SecantusDB (a MongoDB wire-protocol server, test-only, GPL)
 runs in memory on 127.0.0.1 for the whole session. Set
 CASTGHL_TEST_MONGODB_URI to a MongoDB URI to run the same suites against
-that server instead; each test then uses, and drops, a database of its own
-named ``castghl_test_<random>``, so the user needs the readWrite role on
-those (or readWriteAnyDatabase).
+that server instead; each test then uses, and empties, a database of its
+own named ``castghl_test_<random>``, so the URI's user needs the readWrite
+role on those (readWriteAnyDatabase, say).
 
 Loaded as a pytest plugin by tests/conftest.py.
 """
@@ -217,7 +217,14 @@ class MongoServer:
         return f"castghl_test_{uuid.uuid4().hex[:16]}"
 
     def drop_database(self, name: str) -> None:
-        self.client.drop_database(name)
+        """Drop a test's database, collection by collection.
+
+        dropDatabase needs more than the readWrite role; dropping every
+        collection needs no more, and leaves no database behind.
+        """
+        database = self.client[name]
+        for collection in database.list_collection_names():
+            database.drop_collection(collection)
 
 
 @pytest.fixture(scope="session")
