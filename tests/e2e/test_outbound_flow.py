@@ -153,7 +153,8 @@ async def test_a_service_restarted_on_the_same_file_finishes_claimed_jobs(
     make_service, ghl, cast, secrets_seen
 ):
     """Jobs claimed (and mid-send) when a service stops are finished by the next
-    one on the same SQLite file, each SMS sent exactly once."""
+    one on the same store (SQLite file or MongoDB database), each SMS sent
+    exactly once."""
     from harness import API_KEY, install_location  # noqa: PLC0415
 
     first = await make_service(
