@@ -103,14 +103,15 @@ def _mongodb_uri(value: str) -> str:
 
 
 _MONGODB_NAME_FORBIDDEN = frozenset('/\\. "$')
+_MONGODB_NAME_MAX = 63
 
 
 def _mongodb_database(value: str) -> str:
     value = value.strip()
-    if not 1 <= len(value) <= 63 or _MONGODB_NAME_FORBIDDEN & set(value):  # noqa: PLR2004
+    if not 1 <= len(value) <= _MONGODB_NAME_MAX or _MONGODB_NAME_FORBIDDEN & set(value):
         raise ValueError(
-            "must be a MongoDB database name: 1 to 63 characters, none of "
-            '/ \\ . " $ or a space'
+            f"must be a MongoDB database name: 1 to {_MONGODB_NAME_MAX} "
+            'characters, none of / \\ . " $ or a space'
         )
     return value
 
