@@ -22,6 +22,7 @@ from castghl_adapters.ghl.signatures import (
     load_ed25519_public_key,
     load_pinned_rsa_key,
     load_rsa_public_key,
+    split_pems,
 )
 from castghl_adapters.memory import (
     MemoryInstallationStore,
@@ -48,8 +49,6 @@ from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
 from castghl_core.tokens import StoredAccessTokens
 
 logger = logging.getLogger(__name__)
-
-_PEM_END = "-----END PUBLIC KEY-----"
 
 
 async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
@@ -85,13 +84,9 @@ def make_cipher(settings: Settings) -> AesGcmCipher | PlaintextCipher:
     return PlaintextCipher()
 
 
-def _split_pems(text: str) -> list[str]:
-    return [part + _PEM_END for part in text.split(_PEM_END) if part.strip()]
-
-
 def make_verifier(settings: Settings) -> GhlSignatureVerifier:
     """GHL's published Ed25519 key unless others are configured."""
-    pems = _split_pems(settings.ghl_webhook_public_keys)
+    pems = split_pems(settings.ghl_webhook_public_keys)
     ed25519 = [load_ed25519_public_key(pem) for pem in pems] or [
         default_ghl_ed25519_key()
     ]

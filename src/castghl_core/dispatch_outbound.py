@@ -26,6 +26,7 @@ from castghl_core.errors import (
     GhlUnauthorized,
     LocationNotInstalled,
     PhoneNumberRejected,
+    SecretUnreadable,
     TokenUnavailable,
 )
 from castghl_core.gateway import CastStatus, SmsRequest
@@ -61,6 +62,8 @@ class DispatchPolicy:
     not_ready_window: timedelta = timedelta(seconds=120)
     """How long after a delivery GHL's 'no conversation provider' is expected."""
     max_report_attempts: int = 20
+    max_unexpected_failures: int = 5
+    """Steps that fail in ways castghl does not expect end the job after this."""
 
 
 def _seconds(delay: float) -> timedelta:
@@ -72,7 +75,7 @@ class DispatchOutbound:
     """Sends, follows and reports outbound jobs; see the module docstring."""
 
     outbox: Outbox
-    settings: LocationSettingsStore
+    location_settings: LocationSettingsStore
     secrets: SecretStore
     gateway: SmsGateway
     ghl: GhlApi
@@ -88,7 +91,10 @@ class DispatchOutbound:
         """
         while not job.state.is_final and job.due_at <= self.clock.now():
             before = job
-            job = await self.step(job)
+            try:
+                job = await self.step(job)
+            except Exception as error:  # noqa: BLE001  (bounded below, never lost)
+                job = self._unexpected(job, error)
             job = attrs.evolve(
                 job, lease_expires_at=self.clock.now() + self.policy.lease_for
             )
@@ -109,6 +115,18 @@ class DispatchOutbound:
         if job.state is JobState.REPORTING:
             return await self._report(job)
         return job
+
+    def _unexpected(self, job: OutboundJob, error: Exception) -> OutboundJob:
+        """A step failed in a way no port promised (a bug, a broken store,
+        an unreadable secret): retry a few times, then end the job dead
+        rather than retry it at every lease expiry forever."""
+        reason = f"unexpected {type(error).__name__}: {error}"
+        logger.error("outbound.step_crashed", extra=_log(job), exc_info=error)
+        if job.attempt + 1 >= self.policy.max_unexpected_failures:
+            return self._dead(job, f"gave up after {job.attempt + 1} tries: {reason}")
+        now = self.clock.now()
+        delay = self.policy.send_backoff.delay(job.attempt)
+        return job.retry_at(now + _seconds(delay), reason, now)
 
     # --- accepted: send through Cast --------------------------------------
 
@@ -162,13 +180,16 @@ class DispatchOutbound:
                 f"{parts.units} units); the limit is {self.policy.max_parts}",
             )
 
-        api_key = await self.secrets.get(job.location_id)
+        try:
+            api_key = await self.secrets.get(job.location_id)
+        except SecretUnreadable as error:
+            raise _Refused("CAST_KEY_UNREADABLE", str(error)) from error
         if api_key is None:
             raise _Refused(
                 "CAST_NOT_CONFIGURED",
                 f"no Cast API key is set for location {job.location_id}",
             )
-        settings = await self.settings.get(job.location_id)
+        settings = await self.location_settings.get(job.location_id)
         return SmsRequest(
             api_key=api_key,
             to=phone.local,
@@ -200,7 +221,7 @@ class DispatchOutbound:
         assert job.cast_message_id is not None  # noqa: S101  (set with SENT)
         now = self.clock.now()
         deadline = (job.sent_at or job.created_at) + self.policy.delivery_timeout
-        detail = "Cast reported no final status"
+        detail = f"no Cast API key is set for location {job.location_id}"
         api_key = await self.secrets.get(job.location_id)
         if api_key is not None:
             try:
@@ -289,12 +310,20 @@ class DispatchOutbound:
         not_ready: bool = False,
     ) -> OutboundJob:
         now = self.clock.now()
-        if not not_ready and job.attempt + 1 >= self.policy.max_report_attempts:
+        if not_ready:
+            # GHL needs a few seconds to learn the message: try again soon,
+            # without spending the budget meant for real failures.
+            delay = self.policy.report_backoff.delay(1)
+            logger.info(
+                "outbound.report_retry",
+                extra={**_log(job), "reason": reason, "retry_in": round(delay, 3)},
+            )
+            return attrs.evolve(
+                job, due_at=now + _seconds(delay), last_error=reason, updated_at=now
+            )
+        if job.attempt + 1 >= self.policy.max_report_attempts:
             return self._dead(job, f"gave up after {job.attempt + 1} tries: {reason}")
         delay = self.policy.report_backoff.delay(job.attempt, retry_after)
-        if not_ready:
-            # GHL needs a few seconds to learn the message: try again soon.
-            delay = min(delay, 5.0)
         logger.info(
             "outbound.report_retry",
             extra={**_log(job), "reason": reason, "retry_in": round(delay, 3)},

@@ -156,9 +156,12 @@ async def test_a_service_restarted_on_the_same_file_finishes_claimed_jobs(
     one on the same SQLite file, each SMS sent exactly once."""
     from harness import API_KEY, install_location  # noqa: PLC0415
 
-    first = await make_service(
-        CASTGHL_LEASE_SECONDS="1", CASTGHL_SHUTDOWN_GRACE_SECONDS="0"
-    )
+    fast = {
+        "CASTGHL_LEASE_SECONDS": "1",
+        "CASTGHL_HTTP_TIMEOUT_SECONDS": "0.25",
+        "CASTGHL_SHUTDOWN_GRACE_SECONDS": "0",
+    }
+    first = await make_service(**fast)
     secrets_seen.extend(await install_location(first, ghl, LOCATION))
     await first.admin("PUT", f"/locations/{LOCATION}", json={"cast_api_key": API_KEY})
     cast.inject(Fault.timeout(1.5), times=3)
@@ -175,7 +178,7 @@ async def test_a_service_restarted_on_the_same_file_finishes_claimed_jobs(
     }
     assert len(unfinished) >= 3
 
-    second = await make_service(CASTGHL_LEASE_SECONDS="1")
+    second = await make_service(**fast)
     for sample in samples:
         await eventually(lambda s=sample: ghl.statuses_for(s["messageId"]), timeout=20)
     keys = sorted(sms.idempotency_key for sms in cast.sent)

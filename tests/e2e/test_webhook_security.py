@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from castghl_app.settings import SettingsError
 from castghl_app.web.routes import DELIVERY_PATH
 
 from harness import LOCATION, install_location
@@ -111,5 +112,5 @@ async def test_the_legacy_rsa_signature_is_accepted_where_configured(make_servic
 
 async def test_an_rsa_key_that_is_not_highlevels_stops_start_up(make_service, ghl):
     """Unless unpinned, a legacy key must match HighLevel's fingerprint."""
-    with pytest.raises(ValueError, match="fingerprint"):
+    with pytest.raises(SettingsError, match="fingerprint"):
         await make_service(CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY=ghl.legacy_public_key_pem)

@@ -35,10 +35,16 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
     """Read the raw body, refusing more than `limit` bytes without buffering it."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise BodyTooLarge(limit)
-    return body
+    # read(n) returns what has arrived so far, not n bytes: keep reading
+    # until the body ends or passes the cap.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+    return b"".join(chunks)
 
 
 _CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
