@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -114,3 +115,23 @@ async def test_an_rsa_key_that_is_not_highlevels_stops_start_up(make_service, gh
     """Unless unpinned, a legacy key must match HighLevel's fingerprint."""
     with pytest.raises(SettingsError, match="fingerprint"):
         await make_service(CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY=ghl.legacy_public_key_pem)
+
+
+async def test_a_signed_body_that_arrives_in_pieces_is_read_whole(service, ghl):
+    """Proxies and slow links split bodies; the signature is checked on all of it."""
+    sample = ghl.sample_delivery()
+    body = json.dumps(sample).encode()
+
+    async def pieces():
+        for start in range(0, len(body), 40):
+            yield body[start : start + 40]
+            await asyncio.sleep(0.02)
+
+    status, answer = await service.request(
+        "POST",
+        DELIVERY_PATH,
+        data=pieces(),
+        headers={"X-GHL-Signature": ghl.sign(body)},
+    )
+    assert (status, answer["status"]) == (200, "accepted")
+    assert await service.services.outbox.get(sample["messageId"]) is not None
