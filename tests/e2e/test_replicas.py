@@ -385,6 +385,7 @@ async def test_three_replicas_lose_one_mid_run_and_still_send_everything_once(
 
     survivors = [a for a in deliveries.answers if a.replica != victim]
     assert [a for a in survivors if a.status is None or a.status >= 500] == []
+    assert any(a.replica == victim and a.status is None for a in deliveries.answers)
     assert orphaned, "the killed replica held no leased job when it died"
     assert _sends_by_key(cast) == dict.fromkeys(ids, 1)
     updates = _updates_by_message(ghl)
