@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import json
 import os
@@ -42,6 +43,7 @@ SRC = Path(castghl_app.__file__).resolve().parents[1]
 """The source tree under test: replicas run this code, not an installed copy."""
 
 MONGODB_URI_ENV = "CASTGHL_TEST_MONGODB_URI"
+_PR_SET_PDEATHSIG = 1
 
 FAST_TIMINGS: Mapping[str, str] = {
     "CASTGHL_LEASE_SECONDS": "2",
@@ -237,6 +239,17 @@ async def seed_installation(
 # --- the processes --------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: be SIGKILLed if the test process dies first.
+
+    Fixtures stop replicas on any failure; this covers the test process
+    itself being killed, which runs no clean-up at all (Linux only).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -389,6 +402,7 @@ class ReplicaSet:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 cwd=self.workdir,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
             )
         replica = Replica(index, port, process, log_path)
         self.replicas.append(replica)
