@@ -57,3 +57,9 @@ def list_settings(*, markdown: bool) -> None:
     for setting in SETTINGS:
         default = "(required)" if setting.default is None else repr(setting.default)
         click.echo(f"{setting.env:42} {default:40} {setting.help}")
+
+
+if __name__ == "__main__":
+    # `python -m castghl_app.cli` runs the command line without the installed
+    # `castghl` script: test harnesses start replicas this way.
+    main()
