@@ -50,7 +50,7 @@ FAST_TIMINGS: Mapping[str, str] = {
     "CASTGHL_DISPATCH_POLL_SECONDS": "0.05",
     "CASTGHL_FIRST_POLL_SECONDS": "0.1",
     "CASTGHL_SHUTDOWN_GRACE_SECONDS": "1",
-    "CASTGHL_HTTP_TIMEOUT_SECONDS": "5",
+    "CASTGHL_HTTP_TIMEOUT_SECONDS": "0.5",
     "CASTGHL_LOG_JSON": "true",
 }
 """Short leases and polls, so take-overs and deliveries happen in seconds."""
@@ -199,7 +199,10 @@ class SharedStore:
             await shutdown
 
     async def jobs_leased_by(self, owner: str, message_ids: Sequence[str]) -> set[str]:
-        """Which of `message_ids` `owner` holds an unexpired lease on, unfinished."""
+        """Which of `message_ids` `owner` holds an unexpired lease on, unfinished.
+
+        A dispatcher leases each pick-up as `<owner>#<n>`.
+        """
         now = datetime.now(UTC)
         jobs = await asyncio.gather(*(self.outbox.get(m) for m in message_ids))
         return {
@@ -207,7 +210,7 @@ class SharedStore:
             for job in jobs
             if job is not None
             and not job.state.is_final
-            and job.lease_owner == owner
+            and (job.lease_owner or "").partition("#")[0] == owner
             and job.lease_expires_at is not None
             and job.lease_expires_at > now
         }
