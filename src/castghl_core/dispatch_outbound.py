@@ -84,27 +84,40 @@ class DispatchOutbound:
     policy: DispatchPolicy = DispatchPolicy()
 
     async def run(self, job: OutboundJob, owner: str) -> OutboundJob:
-        """Take steps while the job is due, writing each; release it after.
+        """Take steps while the job is due, writing each under the lease.
 
-        Returns the last written job; stops early if the lease was lost (a
-        slower step let it expire and another worker took the job over).
+        The write after the last step also releases the lease. Returns the
+        last written job; stops early if the lease was lost (a slower step
+        let it expire and another worker took the job over).
         """
-        while not job.state.is_final and job.due_at <= self.clock.now():
+        while self._is_due(job):
             before = job
             try:
                 job = await self.step(job)
             except Exception as error:  # noqa: BLE001  (bounded below, never lost)
                 job = self._unexpected(job, error)
+
+            keep_going = self._is_due(job)
             job = attrs.evolve(
-                job, lease_expires_at=self.clock.now() + self.policy.lease_for
+                job,
+                lease_owner=owner if keep_going else None,
+                lease_expires_at=(
+                    self.clock.now() + self.policy.lease_for if keep_going else None
+                ),
             )
             if not await self.outbox.update(job, owner=owner):
                 logger.warning("outbound.lease_lost", extra=_log(before))
                 return before
+            if not keep_going:
+                return job
 
+        # Leased but not due (clocks of replicas disagree): hand it back.
         released = attrs.evolve(job, lease_owner=None, lease_expires_at=None)
         await self.outbox.update(released, owner=owner)
         return released
+
+    def _is_due(self, job: OutboundJob) -> bool:
+        return not job.state.is_final and job.due_at <= self.clock.now()
 
     async def step(self, job: OutboundJob) -> OutboundJob:
         """Take the one step the job's state calls for."""
@@ -151,7 +164,7 @@ class DispatchOutbound:
                 "cast_message_id": receipt.cast_message_id,
                 "parts": receipt.parts,
                 "replayed": receipt.replayed,
-                "to": request.to,
+                "to": _masked_phone(request.to),
                 "sender_id": request.sender_id,
             },
         )
@@ -353,6 +366,11 @@ class _Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _masked_phone(number: str) -> str:
+    """Enough of a number to tell messages apart in a log, not to dial it."""
+    return number[:4] + "*" * max(len(number) - 8, 0) + number[-4:]
 
 
 def _log(job: OutboundJob) -> dict[str, object]:
