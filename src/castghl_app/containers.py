@@ -40,6 +40,7 @@ from castghl_adapters.sqlite import (
     SqliteSecretStore,
 )
 from castghl_adapters.system import SystemClock
+from castghl_app.backlog import BacklogGuard
 from castghl_app.services import Services
 from castghl_app.settings import Settings
 from castghl_app.workers.dispatcher import Dispatcher
@@ -203,6 +204,8 @@ class Container(containers.DeclarativeContainer):
         idle_poll=settings.provided.dispatch_poll_seconds,
     )
 
+    backlog = providers.Singleton(BacklogGuard, outbox, settings.provided.max_backlog)
+
     services = providers.Singleton(
         Services,
         settings=settings,
@@ -213,4 +216,5 @@ class Container(containers.DeclarativeContainer):
         secrets=secrets,
         accept_outbound=accept_outbound,
         dispatcher=dispatcher,
+        backlog=backlog,
     )

@@ -245,6 +245,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest webhook body accepted, in bytes (larger: 413).",
     ),
     Setting(
+        "max_backlog",
+        _positive_int,
+        "100000",
+        "Most unfinished outbound jobs held at once; past it, deliveries get "
+        "503 and GHL retries them later.",
+    ),
+    Setting(
         "max_sms_parts",
         _positive_int,
         "10",
@@ -327,6 +334,7 @@ class Settings:
     ghl_legacy_rsa_public_key: str
     ghl_legacy_rsa_unpinned: bool
     max_body_bytes: int
+    max_backlog: int
     max_sms_parts: int
     http_timeout_seconds: float
     dispatch_concurrency: int

@@ -197,3 +197,23 @@ async def test_the_stored_job_says_what_happened(service, ghl, cast):
     assert job.cast_message_id == cast.sent[0].cast_message_id
     assert job.parts == 2
     assert job.outcome.status.value == "delivered"
+
+
+async def test_a_full_backlog_asks_ghl_to_retry_later_and_stores_nothing(
+    make_service, ghl, cast, secrets_seen
+):
+    """Past CASTGHL_MAX_BACKLOG unfinished jobs, deliveries get 503 + Retry-After."""
+    from harness import install_location  # noqa: PLC0415
+
+    running = await make_service(CASTGHL_MAX_BACKLOG="2")
+    secrets_seen.extend(await install_location(running, ghl, LOCATION))
+    # No Cast key: jobs fail and report, but GHL's 403 keeps them unfinished.
+    ghl.not_ready_for = 60
+    for _ in range(2):
+        status, _ = await ghl.deliver(running.delivery_url, ghl.sample_delivery())
+        assert status == 200
+    running.services.backlog._counted_at = float("-inf")  # count again now
+    sample = ghl.sample_delivery()
+    status, body = await ghl.deliver(running.delivery_url, sample)
+    assert (status, body["error"]) == (503, "backlog_full")
+    assert await running.services.outbox.get(sample["messageId"]) is None

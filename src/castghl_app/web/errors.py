@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from castghl_app.backlog import BacklogFull
 from castghl_core.errors import (
     InvalidPayload,
     InvalidSetting,
@@ -69,6 +70,11 @@ async def error_middleware(
         return json_error(
             error.status, error.reason.lower().replace(" ", "_"), error.reason
         )
+    except BacklogFull as error:
+        logger.warning("http.backlog_full", extra={"path": request.path})
+        response = json_error(503, "backlog_full", str(error))
+        response.headers["Retry-After"] = "30"
+        return response
     except Exception as error:
         for kind, status, code in _CLIENT_ERRORS:
             if isinstance(error, kind):
