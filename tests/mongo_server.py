@@ -253,6 +253,12 @@ def mongo_server(request: pytest.FixtureRequest) -> Iterator[MongoServer]:
         yield MongoServer(uri, client, process)
 
 
+@pytest.fixture(scope="session")
+def mongodb_uri(mongo_server: MongoServer) -> str:
+    """The URI of the session's MongoDB server (what tests/replicas.py asks for)."""
+    return mongo_server.uri
+
+
 @pytest.fixture
 def mongo_database_name(mongo_server: MongoServer) -> Iterator[str]:
     """A database of the test's own on the shared server, dropped afterwards."""

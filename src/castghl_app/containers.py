@@ -24,6 +24,7 @@ from castghl_adapters.ghl.signatures import (
     load_ed25519_public_key,
     load_pinned_rsa_key,
     load_rsa_public_key,
+    split_pems,
 )
 from castghl_adapters.memory import (
     MemoryInstallationStore,
@@ -41,6 +42,7 @@ from castghl_adapters.sqlite import (
     SqliteSecretStore,
 )
 from castghl_adapters.system import SystemClock
+from castghl_app.backlog import BacklogGuard
 from castghl_app.services import Services
 from castghl_app.settings import Settings, SettingsError
 from castghl_app.workers.dispatcher import Dispatcher
@@ -53,8 +55,6 @@ if TYPE_CHECKING:
     from castghl_adapters.mongo import MongoDatabase
 
 logger = logging.getLogger(__name__)
-
-_PEM_END = "-----END PUBLIC KEY-----"
 
 
 async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
@@ -129,13 +129,9 @@ def make_cipher(settings: Settings) -> AesGcmCipher | PlaintextCipher:
     return PlaintextCipher()
 
 
-def _split_pems(text: str) -> list[str]:
-    return [part + _PEM_END for part in text.split(_PEM_END) if part.strip()]
-
-
 def make_verifier(settings: Settings) -> GhlSignatureVerifier:
     """GHL's published Ed25519 key unless others are configured."""
-    pems = _split_pems(settings.ghl_webhook_public_keys)
+    pems = split_pems(settings.ghl_webhook_public_keys)
     ed25519 = [load_ed25519_public_key(pem) for pem in pems] or [
         default_ghl_ed25519_key()
     ]
@@ -258,6 +254,8 @@ class Container(containers.DeclarativeContainer):
         idle_poll=settings.provided.dispatch_poll_seconds,
     )
 
+    backlog = providers.Singleton(BacklogGuard, outbox, settings.provided.max_backlog)
+
     services = providers.Singleton(
         Services,
         settings=settings,
@@ -268,4 +266,5 @@ class Container(containers.DeclarativeContainer):
         secrets=secrets,
         accept_outbound=accept_outbound,
         dispatcher=dispatcher,
+        backlog=backlog,
     )

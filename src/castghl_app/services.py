@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from castghl_app.backlog import BacklogGuard
 from castghl_app.settings import Settings
 from castghl_app.workers.dispatcher import Dispatcher
 from castghl_core.accept_outbound import AcceptOutbound
@@ -28,3 +29,4 @@ class Services:
     secrets: SecretStore
     accept_outbound: AcceptOutbound
     dispatcher: Dispatcher
+    backlog: BacklogGuard

@@ -8,12 +8,22 @@ defaults and descriptions; the README's table mirrors it.
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from castghl_adapters.crypto import InvalidEncryptionKey, load_key
+from castghl_adapters.ghl.signatures import (
+    GHL_RSA_SHA256,
+    load_ed25519_public_key,
+    load_pinned_rsa_key,
+    load_rsa_public_key,
+    split_pems,
+)
 
 
 class StateStore(enum.StrEnum):
@@ -67,21 +77,25 @@ def _port(value: str) -> int:
     return number
 
 
-def _positive_float(value: str) -> float:
+def _number(value: str) -> float:
     try:
         number = float(value.strip())
     except ValueError:
         raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = _number(value)
     if number <= 0:
         raise ValueError("must be a positive number")
     return number
 
 
 def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise ValueError("must be a number") from None
+    number = _number(value)
     if number < 0:
         raise ValueError("must not be negative")
     return number
@@ -117,8 +131,28 @@ def _mongodb_database(value: str) -> str:
 
 
 def _admin_token(value: str) -> str:
+    value = value.strip()
     if len(value) < 24:  # noqa: PLR2004
         raise ValueError("must be at least 24 characters (use a random token)")
+    return value
+
+
+def _encryption_key(value: str) -> str:
+    value = value.strip()
+    if value:
+        try:
+            load_key(value)
+        except InvalidEncryptionKey as error:
+            raise ValueError(str(error)) from None
+    return value
+
+
+def _ed25519_pems(value: str) -> str:
+    for pem in split_pems(value):
+        try:
+            load_ed25519_public_key(pem)
+        except ValueError:
+            raise ValueError("holds a PEM that is not an Ed25519 public key") from None
     return value
 
 
@@ -221,7 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "encryption_key",
-        str.strip,
+        _encryption_key,
         "",
         "Base64 32-byte key encrypting API keys and tokens at rest "
         "(strongly advised; without it they are stored in plain text).",
@@ -236,7 +270,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ghl_webhook_public_keys",
-        str,
+        _ed25519_pems,
         "",
         "Ed25519 public key PEM(s) trusted for X-GHL-Signature; empty means "
         "HighLevel's published key (pinned by fingerprint).",
@@ -260,6 +294,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "262144",
         "Largest webhook body accepted, in bytes (larger: 413).",
+    ),
+    Setting(
+        "max_backlog",
+        _positive_int,
+        "100000",
+        "Most unfinished outbound jobs held at once; past it, deliveries get "
+        "503 and GHL retries them later.",
     ),
     Setting(
         "max_sms_parts",
@@ -348,6 +389,7 @@ class Settings:
     ghl_legacy_rsa_public_key: str
     ghl_legacy_rsa_unpinned: bool
     max_body_bytes: int
+    max_backlog: int
     max_sms_parts: int
     http_timeout_seconds: float
     dispatch_concurrency: int
@@ -382,10 +424,37 @@ class Settings:
             except ValueError as error:
                 shown = "" if setting.secret else f" (got {raw!r})"
                 problems.append(f"{setting.env} {error}{shown}")
+        if not problems:
+            problems = _cross_checks(values)
         if problems:
             raise SettingsError(problems)
         values["sqlite_path"] = Path(values["sqlite_path"])
         return cls(**values)
+
+
+def _cross_checks(values: Mapping[str, Any]) -> list[str]:
+    """Problems that only show when settings are read together."""
+    problems = []
+    if values["lease_seconds"] < 4 * values["http_timeout_seconds"]:
+        problems.append(
+            "CASTGHL_LEASE_SECONDS must be at least 4 x CASTGHL_HTTP_TIMEOUT_SECONDS "
+            "(a step makes up to 4 calls; a shorter lease lets another worker take "
+            "a job that is still being worked on)"
+        )
+    if values["secret_store"] is SecretBackend.INFISICAL:
+        problems.append(
+            "CASTGHL_SECRET_STORE=infisical is not available in this version; use state"
+        )
+    rsa_pem = values["ghl_legacy_rsa_public_key"]
+    if rsa_pem.strip():
+        try:
+            if values["ghl_legacy_rsa_unpinned"]:
+                load_rsa_public_key(rsa_pem)
+            else:
+                load_pinned_rsa_key(rsa_pem, GHL_RSA_SHA256)
+        except ValueError as error:
+            problems.append(f"CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY {error}")
+    return problems
 
 
 def settings_markdown() -> str:

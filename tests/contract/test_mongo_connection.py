@@ -180,7 +180,7 @@ def test_serve_with_a_wrong_password_exits_2_with_one_clear_line(auth_server):
     )
 
     result = subprocess.run(
-        [sys.executable, "-m", "castghl_app", "serve"],
+        [sys.executable, "-m", "castghl_app.cli", "serve"],
         env=environment,
         capture_output=True,
         text=True,
@@ -191,7 +191,7 @@ def test_serve_with_a_wrong_password_exits_2_with_one_clear_line(auth_server):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         (
-            f"castghl cannot start: MongoDB at mongodb://{USER}:***@"
+            f"castghl cannot start: MongoAuthFailed: MongoDB at mongodb://{USER}:***@"
             f"{auth_server.address}/?authSource=admin (database 'castghl') "
             "refused the credentials (authentication failed); check the user "
             "name, the password and authSource in CASTGHL_MONGODB_URI"

@@ -115,10 +115,15 @@ async def make_service(
     for service in started:
         await service.stop()
     await http.close()
+    # Structured `extra` fields are where log secrets would hide: check
+    # every attribute of every record, not only the formatted text.
+    logged = caplog.text + "".join(
+        repr(vars(record)) + record.getMessage() for record in caplog.records
+    )
     leaks = [
         secret
         for secret in secrets_seen
-        if secret in caplog.text or any(secret in body for body in responses)
+        if secret in logged or any(secret in body for body in responses)
     ]
     assert leaks == [], "a secret appeared in a log line or a response"
 

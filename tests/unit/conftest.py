@@ -106,7 +106,7 @@ def dispatch(
 ):
     return DispatchOutbound(
         outbox=outbox,
-        settings=location_settings,
+        location_settings=location_settings,
         secrets=secrets,
         gateway=gateway,
         ghl=ghl,

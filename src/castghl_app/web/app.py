@@ -40,9 +40,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     try:
         services = await container.services()  # type: ignore[misc]
     except BaseException:
-        # A store that cannot be opened ends start-up; close what did open
-        # (the HTTP session, another store) before the error goes up.
-        await _shut_down(container)
+        # aiohttp runs no cleanup for a failed start: close what did open.
+        await _shutdown(container)
         raise
     app[SERVICES] = services
     services.dispatcher.start()
@@ -57,11 +56,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await services.dispatcher.stop(grace=services.settings.shutdown_grace_seconds)
-        await _shut_down(container)
+        await _shutdown(container)
         logger.info("service.stopped")
 
 
-async def _shut_down(container: Container) -> None:
+async def _shutdown(container: Container) -> None:
     shutdown = container.shutdown_resources()
     if shutdown is not None:
         await shutdown
