@@ -45,7 +45,7 @@ from castghl_app.workers.dispatcher import Dispatcher
 from castghl_core.accept_outbound import AcceptOutbound
 from castghl_core.backoff import Backoff
 from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
-from castghl_core.tokens import StoredAccessTokens
+from castghl_core.tokens import RefreshingAccessTokens
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,9 @@ class Container(containers.DeclarativeContainer):
         timeout=settings.provided.http_timeout_seconds,
     )
     verifier = providers.Singleton(make_verifier, settings)
-    tokens = providers.Singleton(StoredAccessTokens, installations, clock)
+    tokens = providers.Singleton(
+        RefreshingAccessTokens, installations, leases, ghl, clock
+    )
     policy = providers.Singleton(make_policy, settings)
 
     accept_outbound = providers.Singleton(
