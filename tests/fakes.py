@@ -127,6 +127,13 @@ class FakeOAuth:
     reused: int = 0
     """Refresh calls with a refresh token already used: must stay 0."""
     during_call: Callable[[], Awaitable[None]] | None = None
+    codes: dict[str, TokenGrant] = attrs.Factory(dict)
+    """Grants the consent page handed out, by code (each usable once)."""
+    installed: list[InstalledLocation] = attrs.Factory(list)
+    """What installed_locations lists."""
+    listing_error: GhlError | None = None
+    mint_errors: dict[str, GhlError] = attrs.Factory(dict)
+    """An error to raise when minting for a location id."""
     live_access: set[str] = attrs.Factory(set)
     _live_refresh: dict[str, tuple[UserType, str | None, str | None]] = attrs.Factory(
         dict
@@ -163,8 +170,18 @@ class FakeOAuth:
         self.live_access.add(access_token)
         self._live_refresh[refresh_token] = (UserType.LOCATION, LOCATION, None)
 
+    def consent(self, grant: TokenGrant) -> str:
+        """A code that exchanges for `grant`."""
+        code = f"code-{len(self.codes) + 1}"
+        self.codes[code] = grant
+        return code
+
     async def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
-        raise NotImplementedError
+        await self._answer_later()
+        grant = self.codes.pop(code, None)
+        if grant is None:
+            raise TokenRevoked("Invalid grant: the code is invalid", "trace-1")
+        return grant
 
     async def refresh(self, refresh_token: str, user_type: UserType) -> TokenGrant:
         self.refreshes.append(refresh_token)
@@ -185,6 +202,8 @@ class FakeOAuth:
     ) -> TokenGrant:
         self.mints.append((company_token, company_id, location_id))
         await self._answer_later()
+        if location_id in self.mint_errors:
+            raise self.mint_errors[location_id]
         if company_token not in self.live_access:
             raise GhlUnauthorized("Invalid token: access token is invalid")
         return self.grant(
@@ -197,7 +216,11 @@ class FakeOAuth:
     async def installed_locations(
         self, company_token: str, company_id: str
     ) -> Sequence[InstalledLocation]:
-        raise NotImplementedError
+        if self.listing_error is not None:
+            raise self.listing_error
+        if company_token not in self.live_access:
+            raise GhlUnauthorized("Invalid token: access token is invalid")
+        return list(self.installed)
 
     def revoke(self) -> None:
         """Every refresh token and access token issued so far stops working."""

@@ -312,7 +312,13 @@ async def recorder(aiohttp_server):
         if request.path == "/oauth/installedLocations":
             return web.json_response({"locations": [], "count": 0})
         return web.json_response(
-            {"access_token": "at", "expires_in": 86399, "userId": "u1"}
+            {
+                "access_token": "at",
+                "expires_in": 86399,
+                "userId": "u1",
+                "locationId": "l1",
+                "companyId": "c1",
+            }
         )
 
     app = web.Application()

@@ -437,7 +437,13 @@ def _grant(
         # A refresh may have used up the refresh token all the same: the next
         # refresh then meets "Invalid grant", which says so clearly.
         raise GhlUnavailable(f"GHL {route.name} answered without an access_token")
-    kind = reply.get("userType")
+    stated = reply.get("userType")
+    if stated in {kind.value for kind in UserType}:
+        user_type = UserType(stated)
+    user_type = user_type or UserType.LOCATION
+    owner = reply.get("locationId" if user_type is UserType.LOCATION else "companyId")
+    if not _text(owner) and not (location_id or company_id):
+        raise GhlUnavailable(f"GHL {route.name} answered a token for nobody")
     expires_in = reply.get("expires_in")
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
         expires_in = None
@@ -451,11 +457,7 @@ def _grant(
             if expires_in is not None and expires_in > 0
             else _UNKNOWN_LIFETIME
         ),
-        user_type=(
-            UserType(kind)
-            if kind in {t.value for t in UserType}
-            else user_type or UserType.LOCATION
-        ),
+        user_type=user_type,
         location_id=_text(reply.get("locationId")) or location_id,
         company_id=_text(reply.get("companyId")) or company_id,
         scopes=tuple(scope.split()) if isinstance(scope, str) else (),
