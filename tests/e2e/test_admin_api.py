@@ -96,4 +96,9 @@ async def test_health_checks_answer(service):
     assert (await service.request("GET", "/healthz"))[0] == 200
     status, body = await service.request("GET", "/readyz")
     assert status == 200
-    assert body["checks"] == {"store": "ok", "dispatcher": "ok"}
+    assert body["checks"] == {
+        "store": "ok",
+        "dispatcher": "ok",
+        "token_refresher": "ok",
+    }
+    assert body["needs_reauth"] == []
