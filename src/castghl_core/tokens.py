@@ -187,10 +187,18 @@ class RefreshingAccessTokens:
             return False
         return True
 
-    async def close(self) -> None:
-        """Cancel refreshes still running (on shutdown)."""
+    async def close(self, grace: float = 10.0) -> None:
+        """On shutdown: let refreshes under way finish, for up to `grace` s.
+
+        A refresh cut short after GHL rotated the pair but before the store
+        has it would lose the pair, so they are waited for first; only what
+        is still running after `grace` is cancelled (its lease then lapses).
+        """
         flights = list(self._flights.values())
-        for task in flights:
+        if not flights:
+            return
+        _, late = await asyncio.wait(flights, timeout=grace)
+        for task in late:
             task.cancel()
         await asyncio.gather(*flights, return_exceptions=True)
 

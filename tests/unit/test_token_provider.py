@@ -582,3 +582,31 @@ async def test_no_token_is_logged(tokens, store, oauth, clock, caplog):
     assert LOCATION in logged
     assert "access-" not in logged
     assert "refresh-" not in logged
+
+
+async def test_closing_lets_a_refresh_under_way_store_its_pair(
+    tokens, store, oauth, clock
+):
+    """Shutdown waits for a refresh GHL is answering, so no pair is lost."""
+    installed = await install(store, oauth, clock)
+    await expire(store, clock)
+    answering = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_ghl():
+        answering.set()
+        await release.wait()
+
+    oauth.during_call = slow_ghl
+    caller = asyncio.create_task(tokens.for_location(LOCATION))
+    await answering.wait()
+    caller.cancel()  # the job that asked is cancelled by the shutdown
+
+    closing = asyncio.create_task(tokens.close(grace=5))
+    await asyncio.sleep(0)
+    release.set()
+    await closing
+
+    stored = await store.get(LOCATION)
+    assert stored.refresh_token not in {installed.refresh_token, None}
+    assert stored.refresh_token in oauth._live_refresh

@@ -54,7 +54,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     finally:
         await services.keeper.stop()
         await services.dispatcher.stop(grace=services.settings.shutdown_grace_seconds)
-        await services.tokens.close()
+        await services.tokens.close(grace=2 * services.settings.http_timeout_seconds)
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown
