@@ -6,7 +6,6 @@ import asyncio
 import sys
 
 import click
-from aiohttp import web
 
 from castghl_app.logs import configure_logging
 from castghl_app.settings import SETTINGS, Settings, SettingsError, settings_markdown
@@ -20,7 +19,7 @@ def main() -> None:
 @main.command()
 def serve() -> None:
     """Run the service with settings from CASTGHL_* environment variables."""
-    from castghl_app.web.app import create_app  # noqa: PLC0415  (keeps --help fast)
+    from castghl_app.server import StartFailed, serve  # noqa: PLC0415  (fast --help)
 
     try:
         settings = Settings.from_env()
@@ -28,13 +27,11 @@ def serve() -> None:
         click.echo(str(error), err=True)
         sys.exit(2)
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-    )
+    try:
+        asyncio.run(serve(settings))
+    except StartFailed as error:
+        click.echo(f"castghl cannot start: {error}", err=True)
+        sys.exit(2)
 
 
 @main.command()
@@ -57,3 +54,9 @@ def list_settings(*, markdown: bool) -> None:
     for setting in SETTINGS:
         default = "(required)" if setting.default is None else repr(setting.default)
         click.echo(f"{setting.env:42} {default:40} {setting.help}")
+
+
+if __name__ == "__main__":
+    # `python -m castghl_app.cli` runs the command line without the installed
+    # `castghl` script: test harnesses start replicas this way.
+    main()

@@ -22,6 +22,7 @@ from castghl_adapters.ghl.signatures import (
     load_ed25519_public_key,
     load_pinned_rsa_key,
     load_rsa_public_key,
+    split_pems,
 )
 from castghl_adapters.memory import (
     MemoryInstallationStore,
@@ -39,6 +40,7 @@ from castghl_adapters.sqlite import (
     SqliteSecretStore,
 )
 from castghl_adapters.system import SystemClock
+from castghl_app.backlog import BacklogGuard
 from castghl_app.oauth_setup import make_oauth_setup
 from castghl_app.services import Services
 from castghl_app.settings import Settings
@@ -53,8 +55,6 @@ from castghl_core.oauth import app_id_of
 from castghl_core.tokens import RefreshingAccessTokens, TokenPolicy
 
 logger = logging.getLogger(__name__)
-
-_PEM_END = "-----END PUBLIC KEY-----"
 
 
 async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
@@ -90,13 +90,9 @@ def make_cipher(settings: Settings) -> AesGcmCipher | PlaintextCipher:
     return PlaintextCipher()
 
 
-def _split_pems(text: str) -> list[str]:
-    return [part + _PEM_END for part in text.split(_PEM_END) if part.strip()]
-
-
 def make_verifier(settings: Settings) -> GhlSignatureVerifier:
     """GHL's published Ed25519 key unless others are configured."""
-    pems = _split_pems(settings.ghl_webhook_public_keys)
+    pems = split_pems(settings.ghl_webhook_public_keys)
     ed25519 = [load_ed25519_public_key(pem) for pem in pems] or [
         default_ghl_ed25519_key()
     ]
@@ -288,6 +284,7 @@ class Container(containers.DeclarativeContainer):
         scan_every=settings.provided.token_refresh_scan_seconds,
     )
     oauth = providers.Singleton(make_oauth_setup, settings, clock)
+    backlog = providers.Singleton(BacklogGuard, outbox, settings.provided.max_backlog)
 
     services = providers.Singleton(
         Services,
@@ -304,4 +301,5 @@ class Container(containers.DeclarativeContainer):
         keeper=keeper,
         oauth=oauth,
         app_webhooks=app_webhooks,
+        backlog=backlog,
     )

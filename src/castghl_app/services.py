@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from castghl_app.backlog import BacklogGuard
 from castghl_app.oauth_setup import OAuthSetup
 from castghl_app.settings import Settings
 from castghl_app.workers.dispatcher import Dispatcher
@@ -39,3 +40,4 @@ class Services:
     oauth: OAuthSetup | None
     """None when installs are not configured (no client id and secret)."""
     app_webhooks: ReceiveAppWebhook | None
+    backlog: BacklogGuard

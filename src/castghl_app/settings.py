@@ -8,12 +8,22 @@ defaults and descriptions; the README's table mirrors it.
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from castghl_adapters.crypto import InvalidEncryptionKey, load_key
+from castghl_adapters.ghl.signatures import (
+    GHL_RSA_SHA256,
+    load_ed25519_public_key,
+    load_pinned_rsa_key,
+    load_rsa_public_key,
+    split_pems,
+)
 
 
 class StateStore(enum.StrEnum):
@@ -81,21 +91,25 @@ def _port(value: str) -> int:
     return number
 
 
-def _positive_float(value: str) -> float:
+def _number(value: str) -> float:
     try:
         number = float(value.strip())
     except ValueError:
         raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = _number(value)
     if number <= 0:
         raise ValueError("must be a positive number")
     return number
 
 
 def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise ValueError("must be a number") from None
+    number = _number(value)
     if number < 0:
         raise ValueError("must not be negative")
     return number
@@ -109,6 +123,7 @@ def _url(value: str) -> str:
 
 
 def _admin_token(value: str) -> str:
+    value = value.strip()
     if len(value) < 24:  # noqa: PLR2004
         raise ValueError("must be at least 24 characters (use a random token)")
     return value
@@ -130,6 +145,25 @@ def _scopes(value: str) -> tuple[str, ...]:
     if not scopes:
         raise ValueError("must name at least one scope")
     return scopes
+
+
+def _encryption_key(value: str) -> str:
+    value = value.strip()
+    if value:
+        try:
+            load_key(value)
+        except InvalidEncryptionKey as error:
+            raise ValueError(str(error)) from None
+    return value
+
+
+def _ed25519_pems(value: str) -> str:
+    for pem in split_pems(value):
+        try:
+            load_ed25519_public_key(pem)
+        except ValueError:
+            raise ValueError("holds a PEM that is not an Ed25519 public key") from None
+    return value
 
 
 def _choice(kind: type[enum.StrEnum]) -> Callable[[str], Any]:
@@ -202,7 +236,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "encryption_key",
-        str.strip,
+        _encryption_key,
         "",
         "Base64 32-byte key encrypting API keys and tokens at rest "
         "(strongly advised; without it they are stored in plain text).",
@@ -217,7 +251,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "ghl_webhook_public_keys",
-        str,
+        _ed25519_pems,
         "",
         "Ed25519 public key PEM(s) trusted for X-GHL-Signature; empty means "
         "HighLevel's published key (pinned by fingerprint).",
@@ -338,6 +372,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest webhook body accepted, in bytes (larger: 413).",
     ),
     Setting(
+        "max_backlog",
+        _positive_int,
+        "100000",
+        "Most unfinished outbound jobs held at once; past it, deliveries get "
+        "503 and GHL retries them later.",
+    ),
+    Setting(
         "max_sms_parts",
         _positive_int,
         "10",
@@ -434,6 +475,7 @@ class Settings:
     app_webhook_window_seconds: float
     uninstall_grace_seconds: float
     max_body_bytes: int
+    max_backlog: int
     max_sms_parts: int
     http_timeout_seconds: float
     dispatch_concurrency: int
@@ -468,7 +510,8 @@ class Settings:
             except ValueError as error:
                 shown = "" if setting.secret else f" (got {raw!r})"
                 problems.append(f"{setting.env} {error}{shown}")
-        problems += _pairing_problems(values)
+        if not problems:
+            problems = _cross_checks(values)
         if problems:
             raise SettingsError(problems)
         values["sqlite_path"] = Path(values["sqlite_path"])
@@ -480,16 +523,34 @@ class Settings:
         return bool(self.ghl_client_id and self.ghl_client_secret)
 
 
-def _pairing_problems(values: Mapping[str, Any]) -> list[str]:
-    """Settings that only make sense together."""
-    client_id, secret = values.get("ghl_client_id"), values.get("ghl_client_secret")
-    if client_id is None or secret is None or bool(client_id) == bool(secret):
-        return []
-    problem = (
-        "CASTGHL_GHL_CLIENT_ID and CASTGHL_GHL_CLIENT_SECRET must be set together "
-        "(or both left empty to turn installs off)"
-    )
-    return [problem]
+def _cross_checks(values: Mapping[str, Any]) -> list[str]:
+    """Problems that only show when settings are read together."""
+    problems = []
+    if values["lease_seconds"] < 4 * values["http_timeout_seconds"]:
+        problems.append(
+            "CASTGHL_LEASE_SECONDS must be at least 4 x CASTGHL_HTTP_TIMEOUT_SECONDS "
+            "(a step makes up to 4 calls; a shorter lease lets another worker take "
+            "a job that is still being worked on)"
+        )
+    if values["secret_store"] is SecretBackend.INFISICAL:
+        problems.append(
+            "CASTGHL_SECRET_STORE=infisical is not available in this version; use state"
+        )
+    rsa_pem = values["ghl_legacy_rsa_public_key"]
+    if rsa_pem.strip():
+        try:
+            if values["ghl_legacy_rsa_unpinned"]:
+                load_rsa_public_key(rsa_pem)
+            else:
+                load_pinned_rsa_key(rsa_pem, GHL_RSA_SHA256)
+        except ValueError as error:
+            problems.append(f"CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY {error}")
+    if bool(values["ghl_client_id"]) != bool(values["ghl_client_secret"]):
+        problems.append(
+            "CASTGHL_GHL_CLIENT_ID and CASTGHL_GHL_CLIENT_SECRET must be set "
+            "together (or both left empty to turn installs off)"
+        )
+    return problems
 
 
 def settings_markdown() -> str:

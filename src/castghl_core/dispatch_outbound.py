@@ -26,6 +26,7 @@ from castghl_core.errors import (
     GhlUnauthorized,
     LocationNotInstalled,
     PhoneNumberRejected,
+    SecretUnreadable,
     TokenUnavailable,
 )
 from castghl_core.gateway import CastStatus, SmsRequest
@@ -61,6 +62,8 @@ class DispatchPolicy:
     not_ready_window: timedelta = timedelta(seconds=120)
     """How long after a delivery GHL's 'no conversation provider' is expected."""
     max_report_attempts: int = 20
+    max_unexpected_failures: int = 5
+    """Steps that fail in ways castghl does not expect end the job after this."""
 
 
 def _seconds(delay: float) -> timedelta:
@@ -72,7 +75,7 @@ class DispatchOutbound:
     """Sends, follows and reports outbound jobs; see the module docstring."""
 
     outbox: Outbox
-    settings: LocationSettingsStore
+    location_settings: LocationSettingsStore
     secrets: SecretStore
     gateway: SmsGateway
     ghl: GhlApi
@@ -81,24 +84,40 @@ class DispatchOutbound:
     policy: DispatchPolicy = DispatchPolicy()
 
     async def run(self, job: OutboundJob, owner: str) -> OutboundJob:
-        """Take steps while the job is due, writing each; release it after.
+        """Take steps while the job is due, writing each under the lease.
 
-        Returns the last written job; stops early if the lease was lost (a
-        slower step let it expire and another worker took the job over).
+        The write after the last step also releases the lease. Returns the
+        last written job; stops early if the lease was lost (a slower step
+        let it expire and another worker took the job over).
         """
-        while not job.state.is_final and job.due_at <= self.clock.now():
+        while self._is_due(job):
             before = job
-            job = await self.step(job)
+            try:
+                job = await self.step(job)
+            except Exception as error:  # noqa: BLE001  (bounded below, never lost)
+                job = self._unexpected(job, error)
+
+            keep_going = self._is_due(job)
             job = attrs.evolve(
-                job, lease_expires_at=self.clock.now() + self.policy.lease_for
+                job,
+                lease_owner=owner if keep_going else None,
+                lease_expires_at=(
+                    self.clock.now() + self.policy.lease_for if keep_going else None
+                ),
             )
             if not await self.outbox.update(job, owner=owner):
                 logger.warning("outbound.lease_lost", extra=_log(before))
                 return before
+            if not keep_going:
+                return job
 
+        # Leased but not due (clocks of replicas disagree): hand it back.
         released = attrs.evolve(job, lease_owner=None, lease_expires_at=None)
         await self.outbox.update(released, owner=owner)
         return released
+
+    def _is_due(self, job: OutboundJob) -> bool:
+        return not job.state.is_final and job.due_at <= self.clock.now()
 
     async def step(self, job: OutboundJob) -> OutboundJob:
         """Take the one step the job's state calls for."""
@@ -109,6 +128,18 @@ class DispatchOutbound:
         if job.state is JobState.REPORTING:
             return await self._report(job)
         return job
+
+    def _unexpected(self, job: OutboundJob, error: Exception) -> OutboundJob:
+        """A step failed in a way no port promised (a bug, a broken store,
+        an unreadable secret): retry a few times, then end the job dead
+        rather than retry it at every lease expiry forever."""
+        reason = f"unexpected {type(error).__name__}: {error}"
+        logger.error("outbound.step_crashed", extra=_log(job), exc_info=error)
+        if job.attempt + 1 >= self.policy.max_unexpected_failures:
+            return self._dead(job, f"gave up after {job.attempt + 1} tries: {reason}")
+        now = self.clock.now()
+        delay = self.policy.send_backoff.delay(job.attempt)
+        return job.retry_at(now + _seconds(delay), reason, now)
 
     # --- accepted: send through Cast --------------------------------------
 
@@ -133,7 +164,7 @@ class DispatchOutbound:
                 "cast_message_id": receipt.cast_message_id,
                 "parts": receipt.parts,
                 "replayed": receipt.replayed,
-                "to": request.to,
+                "to": _masked_phone(request.to),
                 "sender_id": request.sender_id,
             },
         )
@@ -162,13 +193,16 @@ class DispatchOutbound:
                 f"{parts.units} units); the limit is {self.policy.max_parts}",
             )
 
-        api_key = await self.secrets.get(job.location_id)
+        try:
+            api_key = await self.secrets.get(job.location_id)
+        except SecretUnreadable as error:
+            raise _Refused("CAST_KEY_UNREADABLE", str(error)) from error
         if api_key is None:
             raise _Refused(
                 "CAST_NOT_CONFIGURED",
                 f"no Cast API key is set for location {job.location_id}",
             )
-        settings = await self.settings.get(job.location_id)
+        settings = await self.location_settings.get(job.location_id)
         return SmsRequest(
             api_key=api_key,
             to=phone.local,
@@ -200,7 +234,7 @@ class DispatchOutbound:
         assert job.cast_message_id is not None  # noqa: S101  (set with SENT)
         now = self.clock.now()
         deadline = (job.sent_at or job.created_at) + self.policy.delivery_timeout
-        detail = "Cast reported no final status"
+        detail = f"no Cast API key is set for location {job.location_id}"
         api_key = await self.secrets.get(job.location_id)
         if api_key is not None:
             try:
@@ -289,12 +323,20 @@ class DispatchOutbound:
         not_ready: bool = False,
     ) -> OutboundJob:
         now = self.clock.now()
-        if not not_ready and job.attempt + 1 >= self.policy.max_report_attempts:
+        if not_ready:
+            # GHL needs a few seconds to learn the message: try again soon,
+            # without spending the budget meant for real failures.
+            delay = self.policy.report_backoff.delay(1)
+            logger.info(
+                "outbound.report_retry",
+                extra={**_log(job), "reason": reason, "retry_in": round(delay, 3)},
+            )
+            return attrs.evolve(
+                job, due_at=now + _seconds(delay), last_error=reason, updated_at=now
+            )
+        if job.attempt + 1 >= self.policy.max_report_attempts:
             return self._dead(job, f"gave up after {job.attempt + 1} tries: {reason}")
         delay = self.policy.report_backoff.delay(job.attempt, retry_after)
-        if not_ready:
-            # GHL needs a few seconds to learn the message: try again soon.
-            delay = min(delay, 5.0)
         logger.info(
             "outbound.report_retry",
             extra={**_log(job), "reason": reason, "retry_in": round(delay, 3)},
@@ -324,6 +366,11 @@ class _Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _masked_phone(number: str) -> str:
+    """Enough of a number to tell messages apart in a log, not to dial it."""
+    return number[:4] + "*" * max(len(number) - 8, 0) + number[-4:]
 
 
 def _log(job: OutboundJob) -> dict[str, object]:

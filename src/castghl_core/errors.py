@@ -27,6 +27,10 @@ class InvalidSetting(CastGhlError):
     """A location setting or Cast API key given by an operator is malformed."""
 
 
+class SecretUnreadable(CastGhlError):
+    """A stored secret exists but cannot be read (wrong encryption key?)."""
+
+
 class LocationNotInstalled(CastGhlError):
     """No active installation exists for a location."""
 

@@ -11,7 +11,7 @@ from castghl_core.errors import InvalidSetting
 
 SENDER_ID_MAX_LENGTH = 20
 _SENDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .&\-]*$")
-_CAST_API_KEY = re.compile(r"^cast_[A-Za-z0-9_]{8,250}$")
+_CAST_API_KEY = re.compile(r"^cast_(?:test_)?[0-9A-Fa-f]{32,128}$")
 
 
 def check_sender_id(sender_id: str) -> str:
@@ -37,8 +37,8 @@ def check_cast_api_key(api_key: str) -> str:
     """Return a well-formed Cast API key or say what is wrong (never echo it)."""
     if not _CAST_API_KEY.match(api_key):
         raise InvalidSetting(
-            "cast_api_key must look like 'cast_' followed by the key's "
-            "characters (sandbox keys start with 'cast_test_')"
+            "cast_api_key must be 'cast_' followed by the key's hex digits "
+            "(64 for live keys; sandbox keys start with 'cast_test_')"
         )
     return api_key
 
@@ -46,7 +46,10 @@ def check_cast_api_key(api_key: str) -> str:
 def mask_secret(secret: str) -> str:
     """Show enough of a key to recognise it and nothing to use it."""
     prefix = "cast_test_" if secret.startswith("cast_test_") else secret[:5]
-    return f"{prefix}…{secret[-4:]}" if len(secret) > 12 else "…"  # noqa: PLR2004
+    body = len(secret) - len(prefix)
+    # Show four characters only of a key long enough that four are a
+    # small part of it.
+    return f"{prefix}…{secret[-4:]}" if body >= 16 else f"{prefix}…"  # noqa: PLR2004
 
 
 @attrs.frozen

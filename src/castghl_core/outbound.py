@@ -48,10 +48,30 @@ class OutboundMessage:
         return self.type in SENDABLE_TYPES
 
 
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body, turning every way it can be malformed into one error."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidPayload(f"body is not valid JSON: {error}") from error
+    except RecursionError:
+        raise InvalidPayload("body is nested too deeply") from None
+
+
+def _check_unicode(key: str, value: str) -> str:
+    """Refuse lone surrogates (legal in JSON, not in UTF-8 text or storage)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayload(f"field '{key}' is not valid Unicode text") from None
+    return value
+
+
 def _required_id(payload: dict[str, Any], key: str) -> str:
     value = payload.get(key)
     if not isinstance(value, str) or not value.strip():
         raise InvalidPayload(f"field '{key}' is required and must be a string")
+    _check_unicode(key, value)
     if len(value) > MAX_ID_LENGTH or not value.isprintable():
         raise InvalidPayload(f"field '{key}' is not a valid id")
     return value
@@ -63,7 +83,7 @@ def _optional_text(payload: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidPayload(f"field '{key}' must be a string")
-    return value
+    return _check_unicode(key, value)
 
 
 def _attachments(payload: dict[str, Any]) -> tuple[str, ...]:
@@ -72,15 +92,12 @@ def _attachments(payload: dict[str, Any]) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidPayload("field 'attachments' must be a list of URLs")
-    return tuple(value)
+    return tuple(_check_unicode("attachments", url) for url in value)
 
 
 def parse_outbound(body: bytes) -> OutboundMessage:
     """Parse a Delivery URL body: strict on the fields used, blind to others."""
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidPayload(f"body is not valid JSON: {error}") from error
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise InvalidPayload("body must be a JSON object")
 

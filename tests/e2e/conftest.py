@@ -110,7 +110,9 @@ async def make_service(
     for service in started:
         await service.stop()
     await http.close()
-    # caplog.records holds only the current phase's records: look at all three.
+    # caplog.records holds only the current phase's records, and structured
+    # `extra` fields are where log secrets would hide: check every attribute
+    # of every record of all three phases.
     records = [
         record
         for phase in ("setup", "call", "teardown")

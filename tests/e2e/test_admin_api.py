@@ -102,3 +102,35 @@ async def test_health_checks_answer(service):
         "token_refresher": "ok",
     }
     assert body["needs_reauth"] == []
+
+
+async def test_deleting_an_unknown_location_is_a_404(service):
+    """Nothing to delete is said plainly, not answered `deleted: true`."""
+    status, body = await service.admin("DELETE", "/locations/NeverSeen")
+    assert (status, body["error"]) == (404, "unknown_location")
+
+
+async def test_a_deeply_nested_admin_body_is_a_400(service):
+    """Hostile JSON is a client error, never a 500."""
+    status, body = await service.admin(
+        "PUT", f"/locations/{LOCATION}", data=b"[" * 5000 + b"]" * 5000
+    )
+    assert (status, body["error"]) == (400, "invalid_payload")
+
+
+async def test_a_key_sealed_with_another_encryption_key_shows_as_unreadable(
+    make_service, base_env
+):
+    """After the encryption key changes, the admin API still answers."""
+    import base64  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    first = await make_service()
+    await first.admin("PUT", "/locations/Sealed", json={"cast_api_key": API_KEY})
+    await first.stop()
+    other_key = base64.b64encode(os.urandom(32)).decode()
+    second = await make_service(CASTGHL_ENCRYPTION_KEY=other_key)
+    status, body = await second.admin("GET", "/locations")
+    assert status == 200
+    [sealed] = [item for item in body["locations"] if item["location_id"] == "Sealed"]
+    assert sealed["cast_api_key"].startswith("unreadable")

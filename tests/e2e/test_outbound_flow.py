@@ -156,9 +156,12 @@ async def test_a_service_restarted_on_the_same_file_finishes_claimed_jobs(
     one on the same SQLite file, each SMS sent exactly once."""
     from harness import API_KEY, install_location  # noqa: PLC0415
 
-    first = await make_service(
-        CASTGHL_LEASE_SECONDS="1", CASTGHL_SHUTDOWN_GRACE_SECONDS="0"
-    )
+    fast = {
+        "CASTGHL_LEASE_SECONDS": "1",
+        "CASTGHL_HTTP_TIMEOUT_SECONDS": "0.25",
+        "CASTGHL_SHUTDOWN_GRACE_SECONDS": "0",
+    }
+    first = await make_service(**fast)
     secrets_seen.extend(await install_location(first, ghl, LOCATION))
     await first.admin("PUT", f"/locations/{LOCATION}", json={"cast_api_key": API_KEY})
     cast.inject(Fault.timeout(1.5), times=3)
@@ -175,7 +178,7 @@ async def test_a_service_restarted_on_the_same_file_finishes_claimed_jobs(
     }
     assert len(unfinished) >= 3
 
-    second = await make_service(CASTGHL_LEASE_SECONDS="1")
+    second = await make_service(**fast)
     for sample in samples:
         await eventually(lambda s=sample: ghl.statuses_for(s["messageId"]), timeout=20)
     keys = sorted(sms.idempotency_key for sms in cast.sent)
@@ -194,3 +197,23 @@ async def test_the_stored_job_says_what_happened(service, ghl, cast):
     assert job.cast_message_id == cast.sent[0].cast_message_id
     assert job.parts == 2
     assert job.outcome.status.value == "delivered"
+
+
+async def test_a_full_backlog_asks_ghl_to_retry_later_and_stores_nothing(
+    make_service, ghl, cast, secrets_seen
+):
+    """Past CASTGHL_MAX_BACKLOG unfinished jobs, deliveries get 503 + Retry-After."""
+    from harness import install_location  # noqa: PLC0415
+
+    running = await make_service(CASTGHL_MAX_BACKLOG="2")
+    secrets_seen.extend(await install_location(running, ghl, LOCATION))
+    # No Cast key: jobs fail and report, but GHL's 403 keeps them unfinished.
+    ghl.not_ready_for = 60
+    for _ in range(2):
+        status, _ = await ghl.deliver(running.delivery_url, ghl.sample_delivery())
+        assert status == 200
+    running.services.backlog._counted_at = float("-inf")  # count again now
+    sample = ghl.sample_delivery()
+    status, body = await ghl.deliver(running.delivery_url, sample)
+    assert (status, body["error"]) == (503, "backlog_full")
+    assert await running.services.outbox.get(sample["messageId"]) is None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from castghl_app.settings import SettingsError
 from castghl_app.web.routes import DELIVERY_PATH
 
 from harness import LOCATION, install_location
@@ -111,5 +113,25 @@ async def test_the_legacy_rsa_signature_is_accepted_where_configured(make_servic
 
 async def test_an_rsa_key_that_is_not_highlevels_stops_start_up(make_service, ghl):
     """Unless unpinned, a legacy key must match HighLevel's fingerprint."""
-    with pytest.raises(ValueError, match="fingerprint"):
+    with pytest.raises(SettingsError, match="fingerprint"):
         await make_service(CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY=ghl.legacy_public_key_pem)
+
+
+async def test_a_signed_body_that_arrives_in_pieces_is_read_whole(service, ghl):
+    """Proxies and slow links split bodies; the signature is checked on all of it."""
+    sample = ghl.sample_delivery()
+    body = json.dumps(sample).encode()
+
+    async def pieces():
+        for start in range(0, len(body), 40):
+            yield body[start : start + 40]
+            await asyncio.sleep(0.02)
+
+    status, answer = await service.request(
+        "POST",
+        DELIVERY_PATH,
+        data=pieces(),
+        headers={"X-GHL-Signature": ghl.sign(body)},
+    )
+    assert (status, answer["status"]) == (200, "accepted")
+    assert await service.services.outbox.get(sample["messageId"]) is not None

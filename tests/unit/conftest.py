@@ -117,7 +117,7 @@ def accept(installations, outbox, clock):
 def dispatch(outbox, location_settings, secrets, gateway, ghl, tokens, clock, policy):
     return DispatchOutbound(
         outbox=outbox,
-        settings=location_settings,
+        location_settings=location_settings,
         secrets=secrets,
         gateway=gateway,
         ghl=ghl,

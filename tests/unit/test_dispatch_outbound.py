@@ -13,6 +13,8 @@ from castghl_core.errors import (
     GhlNotReady,
     GhlRateLimited,
     GhlRejected,
+    GhlUnavailable,
+    SecretUnreadable,
 )
 from castghl_core.gateway import CastStatus
 from castghl_core.jobs import DeliveryStatus, JobState, OutboundJob
@@ -308,3 +310,58 @@ async def test_a_worker_that_lost_its_lease_writes_nothing_more(
     assert attrs.evolve(stored, lease_expires_at=None) == attrs.evolve(
         taken, lease_expires_at=None
     )
+
+
+async def test_early_not_ready_answers_do_not_spend_the_report_budget(
+    outbox, dispatch, clock, ghl
+):
+    """After a long 403 window, a passing GHL outage is still retried."""
+    ghl.errors += [GhlNotReady("No conversation provider found")] * 25  # 50 s
+    ghl.errors += [GhlUnavailable("HTTP 503")]
+    await claimed(outbox, clock, phone="+15864603685")
+    while ghl.errors:
+        job = await run_due(outbox, dispatch, clock)
+        assert job.state is JobState.REPORTING
+        clock.advance(2)
+    job = await run_due(outbox, dispatch, clock)
+    assert job.state is JobState.REPORTED
+
+
+class BrokenSecrets:
+    """A secret store that fails the way no port promises."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def get(self, location_id):
+        raise self.error
+
+
+async def test_an_unexpected_failure_is_retried_then_ends_the_job_dead(
+    outbox, dispatch, clock, gateway
+):
+    """A step that keeps crashing is not retried at every lease forever."""
+    dispatch.secrets = BrokenSecrets(RuntimeError("disk on fire"))
+    await claimed(outbox, clock)
+    for _ in range(10):
+        job = await run_due(outbox, dispatch, clock)
+        if job.state.is_final:
+            break
+        assert "disk on fire" in job.last_error
+        clock.advance(400)
+    assert job.state is JobState.DEAD
+    assert "gave up after 5 tries" in job.last_error
+    assert job.lease_owner is None
+    assert gateway.sent == []
+
+
+async def test_an_unreadable_cast_key_is_reported_failed_clearly(
+    outbox, dispatch, clock, gateway, ghl
+):
+    """A key sealed with another encryption key fails with its own code."""
+    dispatch.secrets = BrokenSecrets(SecretUnreadable("wrong encryption key"))
+    await claimed(outbox, clock)
+    job = await run_due(outbox, dispatch, clock)
+    assert job.state is JobState.REPORTED
+    assert ghl.reports[0].error == ("CAST_KEY_UNREADABLE", "wrong encryption key")
+    assert gateway.sent == []

@@ -118,4 +118,81 @@ async def test_stop_cancels_jobs_that_outlast_the_grace():
     await worker.stop(grace=0.05)
     assert work.done == []
     job = await outbox.get("M0")
-    assert job.lease_owner == worker.owner
+    assert job.lease_owner.startswith(worker.owner + "#")
+
+
+async def test_a_run_that_outlives_its_lease_cannot_overwrite_the_next_one():
+    """Same process, lease shorter than a slow send: the stale run's writes are
+    refused, and the job still ends with one report to GHL."""
+    from castghl_adapters.memory import (  # noqa: PLC0415
+        MemoryInstallationStore,
+        MemoryLeases,
+        MemoryLocationSettingsStore,
+        MemorySecretStore,
+    )
+    from castghl_adapters.system import SystemClock  # noqa: PLC0415
+    from castghl_core.backoff import Backoff  # noqa: PLC0415
+    from castghl_core.dispatch_outbound import (  # noqa: PLC0415
+        DispatchOutbound,
+        DispatchPolicy,
+    )
+    from castghl_core.installations import Installation, UserType  # noqa: PLC0415
+    from castghl_core.jobs import JobState  # noqa: PLC0415
+    from castghl_core.tokens import RefreshingAccessTokens  # noqa: PLC0415
+
+    from fakes import (  # noqa: PLC0415
+        API_KEY,
+        LOCATION,
+        TOKEN,
+        FakeGateway,
+        FakeGhl,
+        FakeOAuth,
+    )
+
+    class SlowFirstSend(FakeGateway):
+        async def send(self, request):
+            if not self.sent:
+                await asyncio.sleep(0.3)
+            return await super().send(request)
+
+    clock, outbox = SystemClock(), MemoryOutbox()
+    installations, secrets = MemoryInstallationStore(), MemorySecretStore()
+    await installations.put(
+        Installation(
+            LOCATION, UserType.LOCATION, TOKEN, "r", clock.now() + timedelta(hours=1)
+        )
+    )
+    await secrets.put(LOCATION, API_KEY)
+    gateway, ghl = SlowFirstSend(), FakeGhl()
+    fast = Backoff(base=0.01, cap=0.05)
+    lease = timedelta(seconds=0.1)
+    work = DispatchOutbound(
+        outbox,
+        MemoryLocationSettingsStore(),
+        secrets,
+        gateway,
+        ghl,
+        RefreshingAccessTokens(installations, MemoryLeases(), FakeOAuth(), clock),
+        clock,
+        DispatchPolicy(
+            lease_for=lease,
+            first_poll_after=timedelta(seconds=0.01),
+            poll_backoff=fast,
+            report_backoff=fast,
+        ),
+    )
+    now = clock.now()
+    await outbox.claim(OutboundJob("M1", LOCATION, "+639171234567", "hi", now, now))
+    worker = Dispatcher(
+        outbox, work, clock, concurrency=2, lease_for=lease, idle_poll=0.01
+    )
+    worker.start()
+    for _ in range(300):
+        job = await outbox.get("M1")
+        if job.state.is_final:
+            break
+        await asyncio.sleep(0.01)
+    await worker.stop()
+    assert job.state is JobState.REPORTED
+    assert len(ghl.reports) == 1
+    assert job.cast_message_id == "CAST0002"  # the stale run's CAST0001 never landed

@@ -122,3 +122,16 @@ def test_any_json_object_parses_or_names_a_field(payload):
         return
     with pytest.raises(InvalidPayload, match="field"):
         parse_outbound(json.dumps(payload).encode())
+
+
+def test_deeply_nested_json_is_refused_not_crashed():
+    """A body nested thousands deep is a 400-class error, not a RecursionError."""
+    with pytest.raises(InvalidPayload, match="nested"):
+        parse_outbound(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_a_lone_surrogate_is_refused_by_field_name():
+    """JSON may carry half an emoji; it cannot be stored or sent, so say so."""
+    body = json.dumps({**SAMPLE, "message": "half an emoji \ud83d"}).encode()
+    with pytest.raises(InvalidPayload, match="message"):
+        parse_outbound(body)

@@ -17,7 +17,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from castghl_core.errors import CastGhlError
+from castghl_core.errors import CastGhlError, SecretUnreadable
 
 KEY_LENGTH = 32
 """AES-256: the key is 32 bytes."""
@@ -35,7 +35,7 @@ class InvalidEncryptionKey(CastGhlError):
     """The configured encryption key is not 32 bytes of base64."""
 
 
-class SecretDecryptionError(CastGhlError):
+class SecretDecryptionError(SecretUnreadable):
     """A stored secret cannot be read back with the configured cipher."""
 
 

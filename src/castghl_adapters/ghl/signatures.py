@@ -214,3 +214,11 @@ def _check_pin(key: PublicKey, expected_sha256: str, kind: str) -> None:
             f"{kind} public key fingerprint is {actual}, expected {expected}: "
             "check the configured PEM against HighLevel's published key"
         )
+
+
+_PEM_END = "-----END PUBLIC KEY-----"
+
+
+def split_pems(text: str) -> list[str]:
+    """The PEM blocks in `text` (several keys may be configured at once)."""
+    return [part + _PEM_END for part in text.split(_PEM_END) if part.strip()]

@@ -10,6 +10,7 @@ from castghl_adapters.sqlite.database import (
     SCHEMA_VERSION,
     SqliteDatabase,
     SqliteSchemaError,
+    SqliteUnavailable,
 )
 from castghl_adapters.sqlite.installations import SqliteInstallationStore
 from castghl_adapters.sqlite.leases import SqliteLeases
@@ -26,4 +27,5 @@ __all__ = [
     "SqliteOutbox",
     "SqliteSchemaError",
     "SqliteSecretStore",
+    "SqliteUnavailable",
 ]

@@ -98,6 +98,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 
+class SqliteUnavailable(CastGhlError):
+    """The SQLite file cannot be opened."""
+
+
 class SqliteSchemaError(CastGhlError):
     """The database file cannot be used by this version of castghl."""
 
@@ -135,7 +139,13 @@ class SqliteDatabase:
             )
 
         # isolation_level=None: no implicit transactions; `write` opens its own.
-        connection = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            connection = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.OperationalError as error:
+            raise SqliteUnavailable(
+                f"cannot open the SQLite file {self.path} ({error}); check that "
+                "its folder exists and is writable"
+            ) from error
         try:
             journal_mode = await _configure(connection, self.busy_timeout)
             self._connection = connection

@@ -7,7 +7,6 @@ write-only: every answer shows them masked.
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,7 @@ from aiohttp import web
 from castghl_app.services import Services
 from castghl_app.web.errors import Handler, json_error, read_capped
 from castghl_app.web.keys import SERVICES
-from castghl_core.errors import InvalidPayload
+from castghl_core.errors import InvalidPayload, SecretUnreadable
 from castghl_core.installations import InstallationState, UserType
 from castghl_core.locations import (
     LocationSettings,
@@ -26,6 +25,7 @@ from castghl_core.locations import (
     check_sender_id,
     mask_secret,
 )
+from castghl_core.outbound import parse_json
 
 ADMIN_PREFIX = "/api/admin/"
 _MAX_ADMIN_BODY = 16 * 1024
@@ -66,14 +66,20 @@ def _location_id(request: web.Request) -> str:
 
 async def _view(services: Services, location_id: str) -> dict[str, Any] | None:
     settings = await services.location_settings.get(location_id)
-    api_key = await services.secrets.get(location_id)
+    try:
+        api_key = await services.secrets.get(location_id)
+        shown_key = mask_secret(api_key) if api_key else None
+    except SecretUnreadable:
+        # One location sealed with another encryption key must not hide
+        # every other location from the operator.
+        api_key, shown_key = None, "unreadable (sealed with another encryption key)"
     installation = await services.installations.get(location_id)
-    if settings is None and api_key is None and installation is None:
+    if settings is None and shown_key is None and installation is None:
         return None
     return {
         "location_id": location_id,
         "sender_id": settings.sender_id if settings else None,
-        "cast_api_key": mask_secret(api_key) if api_key else None,
+        "cast_api_key": shown_key,
         "installation": (
             {
                 "state": installation.state.value,
@@ -116,10 +122,7 @@ async def get_location(request: web.Request) -> web.Response:
 
 
 def _parse_changes(body: bytes) -> dict[str, str]:
-    try:
-        changes = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidPayload(f"body is not valid JSON: {error}") from error
+    changes = parse_json(body)
     if not isinstance(changes, dict) or not changes:
         raise InvalidPayload(
             "body must be a JSON object with sender_id and/or cast_api_key"
@@ -128,8 +131,8 @@ def _parse_changes(body: bytes) -> dict[str, str]:
     if unknown:
         raise InvalidPayload(f"unknown fields: {', '.join(unknown)}")
     for key, value in changes.items():
-        if not isinstance(value, str):
-            raise InvalidPayload(f"field '{key}' must be a string")
+        if not isinstance(value, str) or not value.isprintable():
+            raise InvalidPayload(f"field '{key}' must be a string of printable text")
     return changes
 
 
@@ -160,6 +163,11 @@ async def delete_location(request: web.Request) -> web.Response:
     """Forget a location's settings and Cast API key (its installation stays)."""
     services = request.app[SERVICES]
     location_id = _location_id(request)
+    known = await services.location_settings.get(location_id) is not None or (
+        location_id in await services.secrets.list_names()
+    )
+    if not known:
+        return json_error(404, "unknown_location", f"no settings for {location_id}")
     await services.location_settings.delete(location_id)
     await services.secrets.delete(location_id)
     return web.json_response({"location_id": location_id, "deleted": True})

@@ -37,7 +37,12 @@ def create_app(
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Open resources and start the workers; on shutdown, the reverse."""
     container = app[CONTAINER]
-    services = await container.services()  # type: ignore[misc]
+    try:
+        services = await container.services()  # type: ignore[misc]
+    except BaseException:
+        # aiohttp runs no cleanup for a failed start: close what did open.
+        await _shutdown(container)
+        raise
     app[SERVICES] = services
     services.dispatcher.start()
     services.keeper.start()
@@ -55,7 +60,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.keeper.stop()
         await services.dispatcher.stop(grace=services.settings.shutdown_grace_seconds)
         await services.tokens.close(grace=2 * services.settings.http_timeout_seconds)
-        shutdown = container.shutdown_resources()
-        if shutdown is not None:
-            await shutdown
+        await _shutdown(container)
         logger.info("service.stopped")
+
+
+async def _shutdown(container: Container) -> None:
+    shutdown = container.shutdown_resources()
+    if shutdown is not None:
+        await shutdown

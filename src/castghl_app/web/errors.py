@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from castghl_app.backlog import BacklogFull
 from castghl_core.errors import (
     ForeignApp,
     InvalidPayload,
@@ -37,10 +38,16 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
     """Read the raw body, refusing more than `limit` bytes without buffering it."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise BodyTooLarge(limit)
-    return body
+    # read(n) returns what has arrived so far, not n bytes: keep reading
+    # until the body ends or passes the cap.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+    return b"".join(chunks)
 
 
 _CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -67,6 +74,11 @@ async def error_middleware(
         return json_error(
             error.status, error.reason.lower().replace(" ", "_"), error.reason
         )
+    except BacklogFull as error:
+        logger.warning("http.backlog_full", extra={"path": request.path})
+        response = json_error(503, "backlog_full", str(error))
+        response.headers["Retry-After"] = "30"
+        return response
     except Exception as error:
         for kind, status, code in _CLIENT_ERRORS:
             if isinstance(error, kind):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from datetime import timedelta
@@ -45,6 +46,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._running_ids: set[str] = set()
+        self._pickups = itertools.count(1)
         self._loop_task: asyncio.Task[None] | None = None
 
     @property
@@ -95,14 +98,26 @@ class Dispatcher:
             free = self.concurrency - len(self._running)
             leased: list[OutboundJob] = []
             if free > 0:
+                # Each pick-up leases under its own name, so a run that outlived
+                # its lease cannot write over the run that took the job over,
+                # even in this same process.
+                pickup = f"{self.owner}#{next(self._pickups)}"
                 try:
                     leased = await self.outbox.lease_due(
-                        self.owner, self.clock.now(), self.lease_for, free
+                        pickup, self.clock.now(), self.lease_for, free
                     )
                 except Exception:
                     # A store outage must not end the loop; readiness shows it.
                     logger.exception("dispatcher.lease_failed")
             for job in leased:
+                if job.message_id in self._running_ids:
+                    # Still running here past its lease: the old run's writes
+                    # are now refused; the job is retried after this lease.
+                    logger.warning(
+                        "dispatcher.lease_outlived",
+                        extra={"message_id": job.message_id},
+                    )
+                    continue
                 task = asyncio.create_task(self._run(job))
                 self._running.add(task)
                 task.add_done_callback(self._finished)
@@ -120,15 +135,19 @@ class Dispatcher:
         self._wake.set()
 
     async def _run(self, job: OutboundJob) -> None:
+        assert job.lease_owner is not None  # noqa: S101  (set by lease_due)
+        self._running_ids.add(job.message_id)
         try:
-            await self.dispatch.run(job, self.owner)
+            await self.dispatch.run(job, job.lease_owner)
         except asyncio.CancelledError:
             raise
         except Exception:
-            # XXX: a job that fails this way every time is retried at each
-            # lease expiry without bound; counting pick-ups in the outbox and
-            # marking it dead after N would close that gap.
+            # DispatchOutbound bounds failures of a step itself; this is a
+            # failure to write the job (the store is down): its lease expires
+            # and it is picked up again once the store answers.
             logger.exception(
                 "dispatcher.job_crashed",
                 extra={"message_id": job.message_id, "location_id": job.location_id},
             )
+        finally:
+            self._running_ids.discard(job.message_id)
