@@ -1,7 +1,8 @@
 """Logging: one JSON object per line, with a last-ditch redaction of secrets.
 
 Code never logs a secret on purpose; the filter here is the second line of
-defence, masking anything shaped like a Cast key or a bearer token.
+defence, masking anything shaped like a Cast key, a bearer token or a JWT
+(GHL's access and refresh tokens are JWTs).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _SECRET_PATTERNS = (
     re.compile(r"\bcast_(?:test_)?[0-9A-Fa-f]{16,}"),
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+"),
 )
 
 
 def redact(text: str) -> str:
-    """Mask every substring shaped like a Cast API key or bearer token."""
+    """Mask every substring shaped like a Cast API key, bearer token or JWT."""
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub("[redacted]", text)
     return text
