@@ -91,7 +91,7 @@ async def install_location(
     installation = await service.services.installations.get(location_id)
     assert installation is not None
     assert installation.is_active
-    return [installation.access_token, installation.refresh_token or ""]
+    return [installation.access_token, *filter(None, [installation.refresh_token])]
 
 
 async def install_agency(

@@ -122,7 +122,7 @@ async def make_service(
         record.getMessage() + json.dumps(vars(record), default=str)
         for record in records
     )
-    secrets = [*secrets_seen, ghl.client_secret, *ghl.oauth.issued]
+    secrets = filter(None, [*secrets_seen, ghl.client_secret, *ghl.oauth.issued])
     leaks = [
         secret
         for secret in secrets
