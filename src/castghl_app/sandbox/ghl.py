@@ -125,10 +125,13 @@ class _Message:
 
 
 class GhlSandbox:
-    """HighLevel's side of the Conversation Provider protocol, on 127.0.0.1.
+    """HighLevel's side of the Conversation Provider protocol, on 127.0.0.1,
+    and of the marketplace app's OAuth (consent page, token endpoints).
 
-    Use it in-process (issue_location_token, deliver, inject, status_updates)
-    or from another process through the `/_sandbox/` control routes.
+    Use it in-process (issue_location_token, deliver, inject, status_updates;
+    `oauth` for consent choices, switches and counters; app_event,
+    install_later, uninstall and send_app_webhook for app webhooks) or from
+    another process through the `/_sandbox/` control routes.
     """
 
     def __init__(
