@@ -80,7 +80,8 @@ class ReceiveAppWebhook:
         }
         claim, claimant = CLAIM_PREFIX + webhook_id, uuid.uuid4().hex
         # Kept past the window, so a replay is caught for as long as its
-        # timestamp would still pass.
+        # timestamp would still pass. XXX: expired claims stay in the lease
+        # store (a row each) until swept; installs are rare enough for now.
         kept_for = 2 * self.window + timedelta(minutes=1)
         if not await self.leases.acquire(claim, claimant, self.clock.now(), kept_for):
             logger.info("app_webhook.duplicate", extra=fields)

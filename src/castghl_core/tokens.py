@@ -135,7 +135,7 @@ class RefreshingAccessTokens:
             installation, self.policy.margin
         ):
             return installation.access_token  # someone refreshed meanwhile
-        logger.info("token.rejected", extra=_owner_fields(installation))
+        logger.info("token.rejected", extra=owner_fields(installation))
         return await self._fly(
             _Flight(
                 location_id,
@@ -312,7 +312,7 @@ class RefreshingAccessTokens:
                 current.access_token != seen.access_token
             ):
                 return current.access_token
-        logger.warning("token.peer_refresh_slow", extra=_owner_fields(seen))
+        logger.warning("token.peer_refresh_slow", extra=owner_fields(seen))
         raise PeerRefreshing(seen.owner_id)
 
     # --- the refresh itself ---------------------------------------------------
@@ -344,7 +344,7 @@ class RefreshingAccessTokens:
             logger.warning(
                 "token.refresh_failed",
                 extra={
-                    **_owner_fields(installation),
+                    **owner_fields(installation),
                     "trigger": trigger.value,
                     "error_class": type(error).__name__,
                     "trace_id": error.trace_id,
@@ -375,18 +375,22 @@ class RefreshingAccessTokens:
             updated_at=now,
         )
         expected = installation.refresh_token
+        # XXX: the compare-and-set looks at the refresh token only. A minted
+        # token has none, and neither has an uninstalled installation, so an
+        # UNINSTALL landing during a mint can be overwritten; and a store
+        # that fails right here loses a pair GHL already rotated (the next
+        # refresh then reports needs_reauth). A version number on the record
+        # would close the first; a retried write would narrow the second.
         if not await self.installations.replace_if_refresh_token(rotated, expected):
             # Our lease lapsed while GHL was slow and another process stored
             # its own rotation (or the app was uninstalled): the store wins.
-            logger.warning(
-                "token.refresh_superseded", extra=_owner_fields(installation)
-            )
+            logger.warning("token.refresh_superseded", extra=owner_fields(installation))
             return (await self._usable(installation.owner_id)).access_token
 
         logger.info(
             "token.refreshed",
             extra={
-                **_owner_fields(installation),
+                **owner_fields(installation),
                 "trigger": trigger.value,
                 "expires_at": rotated.expires_at.isoformat(),
                 "minted": installation.refresh_token is None,
@@ -424,7 +428,7 @@ class RefreshingAccessTokens:
         current = await self._usable(installation.owner_id)
         if current.refresh_token != installation.refresh_token:
             # Another worker rotated the pair first: ours was the old one.
-            logger.info("token.refreshed_elsewhere", extra=_owner_fields(current))
+            logger.info("token.refreshed_elsewhere", extra=owner_fields(current))
             return current.access_token
         if not await self._take_lease(LEASE_PREFIX + installation.owner_id):
             # Our lease lapsed and another process is refreshing right now:
@@ -449,7 +453,7 @@ class RefreshingAccessTokens:
         ):
             logger.error(
                 "token.needs_reauth",
-                extra={**_owner_fields(installation), "reason": reason},
+                extra={**owner_fields(installation), "reason": reason},
             )
             return TokenUnavailable(
                 installation.owner_id,
@@ -482,7 +486,7 @@ class RefreshingAccessTokens:
         logger.warning(
             "token.location_inactive",
             extra={
-                **_owner_fields(installation),
+                **owner_fields(installation),
                 "retry_at": retry_at.isoformat(),
                 "failures": paused.refresh_failures,
                 "trace_id": error.trace_id,
@@ -490,7 +494,7 @@ class RefreshingAccessTokens:
         )
 
 
-def _owner_fields(installation: Installation) -> dict[str, object]:
+def owner_fields(installation: Installation) -> dict[str, object]:
     """Log fields naming the owner (never a token)."""
     key = "company_id" if installation.user_type is UserType.COMPANY else "location_id"
     return {key: installation.owner_id, "user_type": installation.user_type.value}

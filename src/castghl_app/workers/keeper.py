@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 
 from castghl_core.errors import LocationNotInstalled, TokenUnavailable
 from castghl_core.install import UninstallApp
-from castghl_core.installations import Installation, UserType
+from castghl_core.installations import Installation
 from castghl_core.ports import Clock, InstallationStore
-from castghl_core.tokens import RefreshingAccessTokens
+from castghl_core.tokens import RefreshingAccessTokens, owner_fields
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class InstallationKeeper:
         return installation.expires_at - self.lead + spread <= now
 
     async def _refresh(self, installation: Installation) -> bool:
-        owner = _owner_fields(installation)
+        owner = owner_fields(installation)
         try:
             refreshed = await self.tokens.refresh_ahead(
                 installation.owner_id, self.lead
@@ -130,8 +130,3 @@ def _share(installation: Installation) -> float:
     seed = f"{installation.owner_id}|{installation.expires_at.isoformat()}"
     digest = hashlib.sha256(seed.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _owner_fields(installation: Installation) -> dict[str, str]:
-    key = "company_id" if installation.user_type is UserType.COMPANY else "location_id"
-    return {key: installation.owner_id}
