@@ -16,11 +16,11 @@ import attrs
 import pytest
 from aiohttp import web
 
+from castghl_app.oauth_setup import APP_WEBHOOK_PATH, INSTALL_PATH
 from castghl_app.sandbox.ghl import GhlSandbox
 from castghl_app.services import Services
 from castghl_app.web.keys import SERVICES
 from castghl_app.web.routes import DELIVERY_PATH
-from castghl_core.installations import Installation, UserType
 from castghl_core.jobs import JobState
 
 LOCATION = "GKAWb4yu7A4LSc0skQ6g"
@@ -45,6 +45,10 @@ class Service:
     @property
     def delivery_url(self) -> str:
         return self.url + DELIVERY_PATH
+
+    @property
+    def app_webhook_url(self) -> str:
+        return self.url + APP_WEBHOOK_PATH
 
     async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """Call the service; remember the body for the secrets check."""
@@ -74,18 +78,41 @@ class Service:
 async def install_location(
     service: Service, ghl: GhlSandbox, location_id: str
 ) -> list[str]:
-    """Store a GHL token for the location (seeded until the OAuth flow exists)."""
-    token = ghl.issue_location_token(location_id)
-    await service.services.installations.put(
-        Installation(
-            owner_id=location_id,
-            user_type=UserType.LOCATION,
-            access_token=token["access_token"],
-            refresh_token=token["refresh_token"],
-            expires_at=datetime.now(UTC) + timedelta(seconds=token["expires_in"]),
-        )
+    """Install the app on one location through the OAuth flow, as a browser
+    would: castghl's install link, GHL's consent, castghl's callback.
+
+    Returns the tokens stored (every token GHL issues is checked for leaks
+    anyway).
+    """
+    ghl.oauth.choose([location_id])
+    status, page = await service.request("GET", INSTALL_PATH)
+    assert status == 200, page
+    assert location_id in page
+    installation = await service.services.installations.get(location_id)
+    assert installation is not None
+    assert installation.is_active
+    return [installation.access_token, *filter(None, [installation.refresh_token])]
+
+
+async def install_agency(
+    service: Service, ghl: GhlSandbox, location_ids: list[str]
+) -> str:
+    """An agency (bulk) install covering `location_ids`; returns the page."""
+    ghl.oauth.choose(location_ids, company=True)
+    status, page = await service.request("GET", INSTALL_PATH)
+    assert status == 200, page
+    return page
+
+
+async def expire_token(service: Service, ghl: GhlSandbox, owner_id: str) -> None:
+    """Make the owner's access token expired, in castghl's store and at GHL."""
+    installations = service.services.installations
+    installation = await installations.get(owner_id)
+    assert installation is not None
+    await installations.put(
+        attrs.evolve(installation, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     )
-    return [token["access_token"], token["refresh_token"]]
+    ghl.oauth.expire_access_tokens(owner_id)
 
 
 async def eventually(probe: Callable[[], Any], timeout: float = 10.0) -> Any:

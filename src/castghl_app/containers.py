@@ -17,7 +17,7 @@ from dependency_injector import containers, providers
 
 from castghl_adapters.cast import CastHttpGateway
 from castghl_adapters.crypto import AesGcmCipher, PlaintextCipher, load_key
-from castghl_adapters.ghl import GhlHttpClient, GhlSignatureVerifier
+from castghl_adapters.ghl import GhlCredentials, GhlHttpClient, GhlSignatureVerifier
 from castghl_adapters.ghl.signatures import (
     GHL_RSA_SHA256,
     default_ghl_ed25519_key,
@@ -43,13 +43,18 @@ from castghl_adapters.sqlite import (
 )
 from castghl_adapters.system import SystemClock
 from castghl_app.backlog import BacklogGuard
+from castghl_app.oauth_setup import make_oauth_setup
 from castghl_app.services import Services
 from castghl_app.settings import Settings, SettingsError
 from castghl_app.workers.dispatcher import Dispatcher
+from castghl_app.workers.keeper import InstallationKeeper
 from castghl_core.accept_outbound import AcceptOutbound
+from castghl_core.app_webhooks import ReceiveAppWebhook
 from castghl_core.backoff import Backoff
 from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
-from castghl_core.tokens import StoredAccessTokens
+from castghl_core.install import InstallApp, UninstallApp
+from castghl_core.oauth import app_id_of
+from castghl_core.tokens import RefreshingAccessTokens, TokenPolicy
 
 if TYPE_CHECKING:
     from castghl_adapters.mongo import MongoDatabase
@@ -158,6 +163,32 @@ def make_policy(settings: Settings) -> DispatchPolicy:
     )
 
 
+def make_credentials(settings: Settings) -> GhlCredentials | None:
+    """The app's OAuth client, when installs are configured."""
+    if not settings.oauth_enabled:
+        return None
+    return GhlCredentials(settings.ghl_client_id, settings.ghl_client_secret)
+
+
+def make_token_policy(settings: Settings) -> TokenPolicy:
+    """When tokens are refreshed, from settings."""
+    return TokenPolicy(
+        margin=timedelta(seconds=settings.token_refresh_margin_seconds),
+        # Longer than any refresh can take: a refresh, a company refresh and
+        # a mint, each bounded by the HTTP timeout.
+        lease_for=timedelta(seconds=max(60.0, 4 * settings.http_timeout_seconds)),
+        peer_wait=timedelta(seconds=2 * settings.http_timeout_seconds),
+        inactive_backoff=Backoff(
+            base=settings.token_inactive_retry_seconds,
+            cap=max(3600.0, settings.token_inactive_retry_seconds),
+        ),
+    )
+
+
+def _installs(settings: Settings) -> str:
+    return "on" if settings.oauth_enabled else "off"
+
+
 def _state_store(settings: Settings) -> str:
     return settings.state_store.value
 
@@ -223,9 +254,17 @@ class Container(containers.DeclarativeContainer):
         http_session,
         settings.provided.ghl_base_url,
         timeout=settings.provided.http_timeout_seconds,
+        credentials=providers.Callable(make_credentials, settings),
     )
     verifier = providers.Singleton(make_verifier, settings)
-    tokens = providers.Singleton(StoredAccessTokens, installations, clock)
+    tokens = providers.Singleton(
+        RefreshingAccessTokens,
+        installations,
+        leases,
+        ghl,
+        clock,
+        providers.Callable(make_token_policy, settings),
+    )
     policy = providers.Singleton(make_policy, settings)
 
     accept_outbound = providers.Singleton(
@@ -254,6 +293,47 @@ class Container(containers.DeclarativeContainer):
         idle_poll=settings.provided.dispatch_poll_seconds,
     )
 
+    install_app = providers.Singleton(InstallApp, ghl, installations, tokens, clock)
+    uninstall_app = providers.Singleton(
+        UninstallApp,
+        installations,
+        location_settings,
+        secrets,
+        clock,
+        grace=providers.Callable(
+            lambda s: timedelta(seconds=s.uninstall_grace_seconds), settings
+        ),
+    )
+    # Without a client id there is no app id to check webhooks against.
+    app_webhooks = providers.Selector(
+        providers.Callable(_installs, settings),
+        on=providers.Singleton(
+            ReceiveAppWebhook,
+            verifier,
+            leases,
+            install_app,
+            uninstall_app,
+            clock,
+            app_id=providers.Callable(lambda s: app_id_of(s.ghl_client_id), settings),
+            window=providers.Callable(
+                lambda s: timedelta(seconds=s.app_webhook_window_seconds), settings
+            ),
+        ),
+        off=providers.Object(None),
+    )
+    keeper = providers.Singleton(
+        InstallationKeeper,
+        installations,
+        tokens,
+        uninstall_app,
+        clock,
+        lead=providers.Callable(
+            lambda s: timedelta(seconds=s.token_refresh_lead_seconds), settings
+        ),
+        concurrency=settings.provided.token_refresh_concurrency,
+        scan_every=settings.provided.token_refresh_scan_seconds,
+    )
+    oauth = providers.Singleton(make_oauth_setup, settings, clock)
     backlog = providers.Singleton(BacklogGuard, outbox, settings.provided.max_backlog)
 
     services = providers.Singleton(
@@ -266,5 +346,10 @@ class Container(containers.DeclarativeContainer):
         secrets=secrets,
         accept_outbound=accept_outbound,
         dispatcher=dispatcher,
+        tokens=tokens,
+        install_app=install_app,
+        keeper=keeper,
+        oauth=oauth,
+        app_webhooks=app_webhooks,
         backlog=backlog,
     )

@@ -1,7 +1,8 @@
 """`castghl demo`: the main job end to end, on the embedded store, offline.
 
 Starts the service on a fresh SQLite file and local stand-ins of GHL and
-Cast on 127.0.0.1, configures a location through the admin API, then sends
+Cast on 127.0.0.1, installs a location through GHL's OAuth flow (install
+link, consent, callback), configures it through the admin API, then sends
 HighLevel's sample delivery (with a Philippine number), one to a US number
 and one duplicate, and prints what each stand-in saw. Exits 0 only if every
 expected step was observed.
@@ -17,20 +18,20 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from castghl_app.oauth_setup import CALLBACK_PATH, INSTALL_PATH
 from castghl_app.sandbox.cast import CastSandbox
 from castghl_app.sandbox.ghl import GhlSandbox
 from castghl_app.settings import Settings
 from castghl_app.web.app import create_app
 from castghl_app.web.keys import SERVICES
 from castghl_app.web.routes import DELIVERY_PATH
-from castghl_core.installations import Installation, UserType
 
 LOCATION_ID = "GKAWb4yu7A4LSc0skQ6g"  # HighLevel's documentation sample
 SENDER_ID = "CASTGHL"
@@ -72,10 +73,12 @@ class _Trace(logging.Handler):
         self.echo(f"  castghl :: {meaning}{detail}")
 
 
-def demo_settings(
-    sqlite_path: Path, cast_url: str, ghl_url: str, ghl_pem: str
-) -> Settings:
-    """Settings for an offline run; everything else keeps its default."""
+def demo_settings(sqlite_path: Path, cast_url: str, ghl: GhlSandbox) -> Settings:
+    """Settings for an offline run; everything else keeps its default.
+
+    The marketplace app's client id and secret are the GHL stand-in's, and
+    its consent page stands in for HighLevel's.
+    """
     return Settings.from_env(
         {
             "CASTGHL_PORT": "0",
@@ -83,8 +86,11 @@ def demo_settings(
             "CASTGHL_SQLITE_PATH": str(sqlite_path),
             "CASTGHL_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
             "CASTGHL_CAST_BASE_URL": cast_url,
-            "CASTGHL_GHL_BASE_URL": ghl_url,
-            "CASTGHL_GHL_WEBHOOK_PUBLIC_KEYS": ghl_pem,
+            "CASTGHL_GHL_BASE_URL": ghl.base_url,
+            "CASTGHL_GHL_CONSENT_URL": ghl.base_url,
+            "CASTGHL_GHL_CLIENT_ID": ghl.client_id,
+            "CASTGHL_GHL_CLIENT_SECRET": ghl.client_secret,
+            "CASTGHL_GHL_WEBHOOK_PUBLIC_KEYS": ghl.public_key_pem,
             "CASTGHL_FIRST_POLL_SECONDS": "0.3",
             "CASTGHL_DISPATCH_POLL_SECONDS": "0.1",
         }
@@ -133,9 +139,7 @@ async def _run(echo: Echo) -> int:
     cast, ghl = CastSandbox(status_delay=0.5), GhlSandbox(not_ready_for=1.5)
     cast_url, ghl_url = await cast.start(), await ghl.start()
     with tempfile.TemporaryDirectory(prefix="castghl-demo-") as folder:
-        settings = demo_settings(
-            Path(folder) / "castghl.sqlite3", cast_url, ghl_url, ghl.public_key_pem
-        )
+        settings = demo_settings(Path(folder) / "castghl.sqlite3", cast_url, ghl)
         runner, service_url = await start_service(create_app(settings))
         try:
             echo(f"castghl demo: service {service_url} on SQLite, ")
@@ -168,8 +172,8 @@ async def _demonstrate(
     cast: CastSandbox,
     ghl: GhlSandbox,
 ) -> None:
-    await _install(echo, app, ghl)
     async with aiohttp.ClientSession() as http:
+        await _install(echo, http, app, ghl, service_url)
         await _configure(echo, http, settings, service_url)
         delivery_url = service_url + DELIVERY_PATH
 
@@ -204,23 +208,53 @@ async def _demonstrate(
         echo("  Cast    <- nothing: the duplicate sent no SMS")
 
 
-async def _install(echo: Echo, app: web.Application, ghl: GhlSandbox) -> None:
-    # XXX: tokens are seeded straight into the store until the OAuth issue
-    # lands; the demo will then install the location through the consent flow.
-    token = ghl.issue_location_token(LOCATION_ID)
-    services = app[SERVICES]
-    await services.installations.put(
-        Installation(
-            owner_id=LOCATION_ID,
-            user_type=UserType.LOCATION,
-            access_token=token["access_token"],
-            refresh_token=token["refresh_token"],
-            expires_at=datetime.now(UTC) + timedelta(seconds=token["expires_in"]),
-            company_id=token.get("companyId"),
-            updated_at=datetime.now(UTC),
-        )
+async def _install(
+    echo: Echo,
+    http: aiohttp.ClientSession,
+    app: web.Application,
+    ghl: GhlSandbox,
+    service_url: str,
+) -> None:
+    """Install the app on the location as its owner would, in a browser.
+
+    The code and the tokens are secrets: the narration names them only.
+    """
+    ghl.oauth.choose([LOCATION_ID])
+    echo(f"1. install castghl on location {LOCATION_ID} through GHL's OAuth flow")
+
+    consent = await _redirect(http, service_url + INSTALL_PATH, "castghl's link")
+    page = urlsplit(consent)
+    echo(
+        f"  browser -> GET {INSTALL_PATH}: 302 to GHL's consent page "
+        f"{page.path} (client id, scopes, signed state)"
     )
-    echo(f"1. location {LOCATION_ID} installed (GHL token stored, encrypted)")
+    callback = await _redirect(http, consent, "GHL's consent page")
+    echo(
+        f"  GHL     -> approved: 302 back to {CALLBACK_PATH} with a one-time "
+        "code and the state"
+    )
+    async with http.get(callback) as response:
+        text = await response.text()
+    if response.status != 200 or LOCATION_ID not in text:  # noqa: PLR2004
+        raise DemoFailed(f"the callback answered {response.status}: {text[:300]}")
+
+    installation = await app[SERVICES].installations.get(LOCATION_ID)
+    if installation is None or not installation.is_active:
+        raise DemoFailed("the callback stored no installation")
+    echo(
+        "  castghl -> state checked, code exchanged at GHL's /oauth/token; "
+        f"{installation.user_type.value} token stored encrypted (valid until "
+        f"{installation.expires_at:%Y-%m-%d %H:%M} UTC, refreshed before then)"
+    )
+    echo("  castghl -> 200 'castghl is connected'; next: set a Cast API key")
+
+
+async def _redirect(http: aiohttp.ClientSession, url: str, what: str) -> str:
+    async with http.get(url, allow_redirects=False) as response:
+        target = response.headers.get("Location")
+    if response.status != 302 or not target:  # noqa: PLR2004
+        raise DemoFailed(f"{what} answered {response.status} instead of a redirect")
+    return target
 
 
 async def _configure(

@@ -1,8 +1,9 @@
 """Logging: one JSON object per line, with a last-ditch redaction of secrets.
 
 Code never logs a secret on purpose; the filter here is the second line of
-defence, masking anything shaped like a Cast key, a bearer token or the
-password of a MongoDB connection string.
+defence, masking anything shaped like a Cast key, a bearer token, a JWT
+(GHL's access and refresh tokens are JWTs) or the password of a MongoDB
+connection string.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _SECRET_PATTERNS = (
     re.compile(r"\bcast_(?:test_)?[0-9A-Fa-f]{16,}"),
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+"),
 )
 _URI_PASSWORD = re.compile(r"(?i)(mongodb(?:\+srv)?://[^:@/\s]*:)[^@\s]+@")
 """The password of ``mongodb://user:password@host``; the user name stays."""
 
 
 def redact(text: str) -> str:
-    """Mask every substring shaped like a Cast API key or bearer token, and
-    connection-string passwords."""
+    """Mask every substring shaped like a Cast API key, bearer token or JWT,
+    and connection-string passwords."""
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub("[redacted]", text)
     return _URI_PASSWORD.sub(r"\1[redacted]@", text)

@@ -41,6 +41,20 @@ class SecretBackend(enum.StrEnum):
     INFISICAL = "infisical"
 
 
+DEFAULT_SCOPES = (
+    "conversations/message.write",
+    "conversations/message.readonly",
+    "conversations.readonly",
+    "conversations.write",
+    "contacts.readonly",
+    "contacts.write",
+    "oauth.readonly",
+    "oauth.write",
+)
+"""What castghl asks for: the conversation and contact calls, and the OAuth
+ones an agency install needs to mint location tokens."""
+
+
 class SettingsError(Exception):
     """The environment does not describe a runnable deployment."""
 
@@ -135,6 +149,24 @@ def _admin_token(value: str) -> str:
     if len(value) < 24:  # noqa: PLR2004
         raise ValueError("must be at least 24 characters (use a random token)")
     return value
+
+
+def _optional_url(value: str) -> str:
+    return _url(value) if value.strip() else ""
+
+
+def _optional_secret(value: str) -> str:
+    value = value.strip()
+    if value and len(value) < 24:  # noqa: PLR2004
+        raise ValueError("must be empty or at least 24 characters")
+    return value
+
+
+def _scopes(value: str) -> tuple[str, ...]:
+    scopes = tuple(value.split())
+    if not scopes:
+        raise ValueError("must name at least one scope")
+    return scopes
 
 
 def _encryption_key(value: str) -> str:
@@ -290,6 +322,101 @@ SETTINGS: tuple[Setting, ...] = (
         "Trust a legacy RSA key other than HighLevel's (tests only).",
     ),
     Setting(
+        "public_url",
+        _optional_url,
+        "",
+        "Public URL of this service (https://…); the OAuth redirect URI is "
+        "<url>/oauth/callback. Empty: the URL a request came in on (fine "
+        "locally, wrong behind a TLS proxy).",
+    ),
+    Setting(
+        "ghl_client_id",
+        str.strip,
+        "",
+        "The marketplace app's OAuth client id (<appId>-<suffix>). Empty: "
+        "installs are off and the OAuth and app-webhook routes answer 503.",
+    ),
+    Setting(
+        "ghl_client_secret",
+        str.strip,
+        "",
+        "The marketplace app's OAuth client secret (needed with the client id).",
+        secret=True,
+    ),
+    Setting(
+        "ghl_consent_url",
+        _url,
+        "https://marketplace.gohighlevel.com",
+        "HighLevel's consent host (white-label: "
+        "https://marketplace.leadconnectorhq.com).",
+    ),
+    Setting(
+        "ghl_scopes",
+        _scopes,
+        " ".join(DEFAULT_SCOPES),
+        "Scopes asked for at install, space-separated.",
+    ),
+    Setting(
+        "oauth_state_secret",
+        _optional_secret,
+        "",
+        "Key signing the install link's state (24+ characters); empty: derived "
+        "from the client secret.",
+        secret=True,
+    ),
+    Setting(
+        "oauth_state_seconds",
+        _positive_float,
+        "900",
+        "How long an install link stays valid, from /oauth/install to the callback.",
+    ),
+    Setting(
+        "token_refresh_margin_seconds",
+        _non_negative_float,
+        "300",
+        "A token expiring within this is refreshed before a GHL call uses it.",
+    ),
+    Setting(
+        "token_refresh_lead_seconds",
+        _positive_float,
+        "3600",
+        "The background worker refreshes each token this long before it "
+        "expires (spread over the last quarter of this time).",
+    ),
+    Setting(
+        "token_refresh_concurrency",
+        _positive_int,
+        "4",
+        "Tokens the background worker refreshes at once.",
+    ),
+    Setting(
+        "token_refresh_scan_seconds",
+        _positive_float,
+        "60",
+        "How often the background worker looks for tokens to refresh.",
+    ),
+    Setting(
+        "token_inactive_retry_seconds",
+        _positive_float,
+        "60",
+        "First wait before retrying a refresh GHL refused with 'Location is "
+        "not active' (doubling, at most an hour); the token is kept.",
+    ),
+    Setting(
+        "app_webhook_window_seconds",
+        _positive_float,
+        "300",
+        "App webhooks (INSTALL, UNINSTALL) stamped further than this from now "
+        "are refused.",
+    ),
+    Setting(
+        "uninstall_grace_seconds",
+        _non_negative_float,
+        "2592000",
+        "How long an uninstalled location's settings and Cast key are kept, "
+        "so a reinstall finds them (default 30 days).",
+    ),
+    Setting(
         "max_body_bytes",
         _positive_int,
         "262144",
@@ -388,6 +515,20 @@ class Settings:
     ghl_webhook_public_keys: str
     ghl_legacy_rsa_public_key: str
     ghl_legacy_rsa_unpinned: bool
+    public_url: str
+    ghl_client_id: str
+    ghl_client_secret: str
+    ghl_consent_url: str
+    ghl_scopes: tuple[str, ...]
+    oauth_state_secret: str
+    oauth_state_seconds: float
+    token_refresh_margin_seconds: float
+    token_refresh_lead_seconds: float
+    token_refresh_concurrency: int
+    token_refresh_scan_seconds: float
+    token_inactive_retry_seconds: float
+    app_webhook_window_seconds: float
+    uninstall_grace_seconds: float
     max_body_bytes: int
     max_backlog: int
     max_sms_parts: int
@@ -431,6 +572,11 @@ class Settings:
         values["sqlite_path"] = Path(values["sqlite_path"])
         return cls(**values)
 
+    @property
+    def oauth_enabled(self) -> bool:
+        """Whether installs can run: the app's client id and secret are set."""
+        return bool(self.ghl_client_id and self.ghl_client_secret)
+
 
 def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     """Problems that only show when settings are read together."""
@@ -454,6 +600,11 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
                 load_pinned_rsa_key(rsa_pem, GHL_RSA_SHA256)
         except ValueError as error:
             problems.append(f"CASTGHL_GHL_LEGACY_RSA_PUBLIC_KEY {error}")
+    if bool(values["ghl_client_id"]) != bool(values["ghl_client_secret"]):
+        problems.append(
+            "CASTGHL_GHL_CLIENT_ID and CASTGHL_GHL_CLIENT_SECRET must be set "
+            "together (or both left empty to turn installs off)"
+        )
     return problems
 
 

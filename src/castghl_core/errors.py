@@ -120,8 +120,27 @@ class GhlRejected(GhlError):
 
 
 class TokenRevoked(GhlError):
-    """GHL says the refresh token is invalid: the location must reinstall."""
+    """GHL says a grant is invalid ("Invalid grant").
+
+    For a refresh token this means revoked, expired or already used; only
+    after ruling out a concurrent refresh is the location to be reinstalled.
+    """
 
 
 class LocationInactive(GhlError):
     """GHL says the location is paused; its tokens work again later."""
+
+
+class OAuthNotConfigured(GhlError):
+    """castghl has no GHL client id and secret, so it cannot call GHL's OAuth."""
+
+
+# --- app webhooks (INSTALL, UNINSTALL) ---------------------------------------
+
+
+class StaleWebhook(InvalidPayload):
+    """An app webhook's timestamp is missing or outside the accepted window."""
+
+
+class ForeignApp(CastGhlError):
+    """An app webhook names another marketplace app than castghl's."""

@@ -41,6 +41,13 @@ class Installation:
     state: InstallationState = InstallationState.ACTIVE
     state_reason: str | None = None
     updated_at: datetime | None = None
+    refresh_failures: int = 0
+    """Refreshes refused in a row because GHL says the location is not active."""
+    retry_refresh_at: datetime | None = None
+    """No refresh is tried before this (backoff after "Location is not active")."""
+    uninstalled_at: datetime | None = None
+    """When GHL said the app was uninstalled; settings and keys are forgotten
+    a grace period after it."""
 
     def __repr__(self) -> str:
         return (
@@ -53,3 +60,8 @@ class Installation:
     def is_active(self) -> bool:
         """Whether GHL calls may be made with this installation."""
         return self.state is InstallationState.ACTIVE
+
+    @property
+    def is_company(self) -> bool:
+        """Whether this is an agency (Company) installation."""
+        return self.user_type is UserType.COMPANY

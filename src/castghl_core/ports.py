@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from castghl_core.gateway import SendReceipt, SmsRequest, StatusReport
-from castghl_core.installations import Installation
+from castghl_core.installations import Installation, UserType
 from castghl_core.jobs import DeliveryStatus, JobState, OutboundJob
 from castghl_core.locations import LocationSettings
+from castghl_core.oauth import InstalledLocation, TokenGrant
 
 
 class Clock(Protocol):
@@ -173,6 +174,35 @@ class GhlApi(Protocol):
         Raises GhlNotReady, GhlUnauthorized, GhlRateLimited, GhlUnavailable
         or GhlRejected.
         """
+        ...
+
+
+class GhlOAuth(Protocol):
+    """HighLevel's OAuth calls: codes and refresh tokens for access tokens.
+
+    Each raises TokenRevoked ("Invalid grant"), LocationInactive ("Location
+    is not active"), GhlUnauthorized (a Bearer token refused), GhlRateLimited,
+    GhlUnavailable, GhlRejected, or OAuthNotConfigured.
+    """
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
+        """The grant for an authorization code from the consent redirect."""
+        ...
+
+    async def refresh(self, refresh_token: str, user_type: UserType) -> TokenGrant:
+        """A new token pair; from then on GHL refuses the refresh token given."""
+        ...
+
+    async def location_token(
+        self, company_token: str, company_id: str, location_id: str
+    ) -> TokenGrant:
+        """A location token minted with a company (agency) token."""
+        ...
+
+    async def installed_locations(
+        self, company_token: str, company_id: str
+    ) -> Sequence[InstalledLocation]:
+        """Every location of the company the app is installed on (all pages)."""
         ...
 
 

@@ -200,3 +200,44 @@ async def test_cas_from_two_handles_has_one_winner(backend):
 
     assert results.count(True) == 1
     assert await second.installations.get("loc-1") == candidates[results.index(True)]
+
+
+async def test_the_refresh_and_uninstall_fields_survive_put_and_get(installations):
+    """Backoff counters, retry time and uninstall time read back equal."""
+    installation = make_installation(
+        refresh_failures=3,
+        retry_refresh_at=T0 + timedelta(minutes=4),
+        state_reason="GHL says the location is not active",
+    )
+
+    await installations.put(installation)
+
+    stored = await installations.get("loc-1")
+    assert stored == installation
+    assert stored.refresh_failures == 3
+    assert stored.retry_refresh_at == T0 + timedelta(minutes=4)
+
+
+async def test_an_uninstalled_installation_without_tokens_survives(installations):
+    """An uninstall leaves an empty access token and no refresh token."""
+    uninstalled = make_installation(
+        access_token="",
+        refresh_token=None,
+        state=InstallationState.UNINSTALLED,
+        uninstalled_at=T0,
+    )
+
+    await installations.put(uninstalled)
+
+    assert await installations.get("loc-1") == uninstalled
+
+
+async def test_cas_can_mark_needs_reauth_with_the_token_it_refused(installations):
+    """The provider marks a revocation with a compare-and-set on that token."""
+    await installations.put(make_installation())
+    marked = make_installation(
+        state=InstallationState.NEEDS_REAUTH, state_reason="Invalid grant"
+    )
+
+    assert await installations.replace_if_refresh_token(marked, REFRESH) is True
+    assert (await installations.get("loc-1")).state is InstallationState.NEEDS_REAUTH

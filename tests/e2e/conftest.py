@@ -1,13 +1,16 @@
 """The whole service on 127.0.0.1 with the GHL and Cast sandboxes.
 
-`service` starts castghl wired to sandboxes started by the test;
-`make_service` starts more (for restarts). Every test runs twice, on the
-SQLite and on the MongoDB configuration (`store_env`: only settings differ).
-Every log record and every response body is checked for secrets at teardown.
+`service` starts castghl wired to sandboxes started by the test, and
+installs a location through the OAuth flow; `make_service` starts more (for
+restarts). Every test runs twice, on the SQLite and on the MongoDB
+configuration (`store_env`: only settings differ). Every log record (with
+its fields) and every response body is checked for secrets at teardown: the
+test secrets, the app's client secret and every token and code GHL issued.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from castghl_app.containers import Container
 from castghl_app.sandbox.cast import CastSandbox
 from castghl_app.sandbox.ghl import GhlSandbox
 from castghl_app.settings import Settings
@@ -82,6 +86,9 @@ def base_env(store_env, cast, ghl) -> dict[str, str]:
         "CASTGHL_CAST_BASE_URL": cast.base_url,
         "CASTGHL_GHL_BASE_URL": ghl.base_url,
         "CASTGHL_GHL_WEBHOOK_PUBLIC_KEYS": ghl.public_key_pem,
+        "CASTGHL_GHL_CLIENT_ID": ghl.client_id,
+        "CASTGHL_GHL_CLIENT_SECRET": ghl.client_secret,
+        "CASTGHL_GHL_CONSENT_URL": ghl.base_url,
         "CASTGHL_FIRST_POLL_SECONDS": "0.1",
         "CASTGHL_DISPATCH_POLL_SECONDS": "0.05",
         "CASTGHL_HTTP_TIMEOUT_SECONDS": "2",
@@ -91,17 +98,25 @@ def base_env(store_env, cast, ghl) -> dict[str, str]:
 
 @pytest.fixture
 async def make_service(
-    base_env, caplog, secrets_seen
+    base_env, caplog, secrets_seen, ghl
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Start castghl with the base settings and `overrides`; stop it after."""
+    """Start castghl with the base settings and `overrides`; stop it after.
+
+    `configure(container)` may override providers before the app is built.
+    """
     caplog.set_level(logging.DEBUG)
     started: list[Service] = []
     responses: list[str] = []
     http = aiohttp.ClientSession()
 
-    async def start(**overrides: str) -> Service:
+    async def start(
+        configure: Callable[[Container], None] | None = None, **overrides: str
+    ) -> Service:
         settings = Settings.from_env({**base_env, **overrides})
-        runner = web.AppRunner(create_app(settings), access_log=None)
+        container = Container(settings=settings)
+        if configure is not None:
+            configure(container)
+        runner = web.AppRunner(create_app(settings, container), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -115,14 +130,22 @@ async def make_service(
     for service in started:
         await service.stop()
     await http.close()
-    # Structured `extra` fields are where log secrets would hide: check
-    # every attribute of every record, not only the formatted text.
-    logged = caplog.text + "".join(
-        repr(vars(record)) + record.getMessage() for record in caplog.records
+    # caplog.records holds only the current phase's records, and structured
+    # `extra` fields are where log secrets would hide: check every attribute
+    # of every record of all three phases.
+    records = [
+        record
+        for phase in ("setup", "call", "teardown")
+        for record in caplog.get_records(phase)
+    ]
+    logged = "\n".join(
+        record.getMessage() + json.dumps(vars(record), default=str)
+        for record in records
     )
+    secrets = filter(None, [*secrets_seen, ghl.client_secret, *ghl.oauth.issued])
     leaks = [
         secret
-        for secret in secrets_seen
+        for secret in secrets
         if secret in logged or any(secret in body for body in responses)
     ]
     assert leaks == [], "a secret appeared in a log line or a response"

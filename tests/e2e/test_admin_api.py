@@ -96,7 +96,12 @@ async def test_health_checks_answer(service):
     assert (await service.request("GET", "/healthz"))[0] == 200
     status, body = await service.request("GET", "/readyz")
     assert status == 200
-    assert body["checks"] == {"store": "ok", "dispatcher": "ok"}
+    assert body["checks"] == {
+        "store": "ok",
+        "dispatcher": "ok",
+        "token_refresher": "ok",
+    }
+    assert body["needs_reauth"] == []
 
 
 async def test_deleting_an_unknown_location_is_a_404(service):

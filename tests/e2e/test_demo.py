@@ -10,6 +10,8 @@ async def test_the_demo_observes_every_step_and_exits_zero():
     lines: list[str] = []
     assert await run_demo(lines.append) == 0
     text = "\n".join(lines)
+    assert "GET /oauth/install: 302 to GHL's consent page" in text
+    assert "code exchanged at GHL's /oauth/token; Location token stored" in text
     assert "Cast    <- send to=09171234567 sender_id=CASTGHL" in text
     assert "GHL     <- status delivered" in text
     assert "NOT_PHILIPPINE_NUMBER" in text

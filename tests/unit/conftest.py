@@ -8,6 +8,7 @@ import pytest
 
 from castghl_adapters.memory import (
     MemoryInstallationStore,
+    MemoryLeases,
     MemoryLocationSettingsStore,
     MemoryOutbox,
     MemorySecretStore,
@@ -17,7 +18,7 @@ from castghl_core.backoff import Backoff
 from castghl_core.dispatch_outbound import DispatchOutbound, DispatchPolicy
 from castghl_core.installations import Installation, UserType
 from castghl_core.locations import LocationSettings
-from castghl_core.tokens import StoredAccessTokens
+from castghl_core.tokens import RefreshingAccessTokens
 
 from fakes import (
     API_KEY,
@@ -26,6 +27,7 @@ from fakes import (
     FakeClock,
     FakeGateway,
     FakeGhl,
+    FakeOAuth,
     FakeVerifier,
 )
 
@@ -51,7 +53,8 @@ def ghl():
 
 
 @pytest.fixture
-async def installations(clock):
+async def installations(clock, oauth):
+    oauth.know(TOKEN, "refresh-1")
     store = MemoryInstallationStore()
     await store.put(
         Installation(
@@ -96,21 +99,29 @@ def policy():
 
 
 @pytest.fixture
+def oauth():
+    return FakeOAuth()
+
+
+@pytest.fixture
+def tokens(installations, oauth, clock):
+    return RefreshingAccessTokens(installations, MemoryLeases(), oauth, clock)
+
+
+@pytest.fixture
 def accept(installations, outbox, clock):
     return AcceptOutbound(FakeVerifier(), installations, outbox, clock)
 
 
 @pytest.fixture
-def dispatch(
-    outbox, location_settings, secrets, gateway, ghl, installations, clock, policy
-):
+def dispatch(outbox, location_settings, secrets, gateway, ghl, tokens, clock, policy):
     return DispatchOutbound(
         outbox=outbox,
         location_settings=location_settings,
         secrets=secrets,
         gateway=gateway,
         ghl=ghl,
-        tokens=StoredAccessTokens(installations, clock),
+        tokens=tokens,
         clock=clock,
         policy=policy,
     )

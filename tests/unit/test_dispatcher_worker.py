@@ -126,6 +126,7 @@ async def test_a_run_that_outlives_its_lease_cannot_overwrite_the_next_one():
     refused, and the job still ends with one report to GHL."""
     from castghl_adapters.memory import (  # noqa: PLC0415
         MemoryInstallationStore,
+        MemoryLeases,
         MemoryLocationSettingsStore,
         MemorySecretStore,
     )
@@ -137,9 +138,16 @@ async def test_a_run_that_outlives_its_lease_cannot_overwrite_the_next_one():
     )
     from castghl_core.installations import Installation, UserType  # noqa: PLC0415
     from castghl_core.jobs import JobState  # noqa: PLC0415
-    from castghl_core.tokens import StoredAccessTokens  # noqa: PLC0415
+    from castghl_core.tokens import RefreshingAccessTokens  # noqa: PLC0415
 
-    from fakes import API_KEY, LOCATION, TOKEN, FakeGateway, FakeGhl  # noqa: PLC0415
+    from fakes import (  # noqa: PLC0415
+        API_KEY,
+        LOCATION,
+        TOKEN,
+        FakeGateway,
+        FakeGhl,
+        FakeOAuth,
+    )
 
     class SlowFirstSend(FakeGateway):
         async def send(self, request):
@@ -164,7 +172,7 @@ async def test_a_run_that_outlives_its_lease_cannot_overwrite_the_next_one():
         secrets,
         gateway,
         ghl,
-        StoredAccessTokens(installations, clock),
+        RefreshingAccessTokens(installations, MemoryLeases(), FakeOAuth(), clock),
         clock,
         DispatchPolicy(
             lease_for=lease,

@@ -25,6 +25,16 @@ def test_cast_keys_and_bearer_tokens_are_masked():
     assert "cast_test_1234abcd5678abcd" not in masked
 
 
+def test_jwt_shaped_tokens_are_masked():
+    """GHL's tokens are JWTs: one in a log line is masked even without Bearer."""
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJhdXRoQ2xhc3MiOiJMb2NhdGlvbiJ9.c2lnbmF0dXJl-_"
+
+    masked = redact(f"refresh_token={token} location_id=LOC1")
+
+    assert token not in masked
+    assert "location_id=LOC1" in masked
+
+
 def test_field_names_that_start_with_cast_are_left_alone():
     """`cast_message_id=...` is a field, not a key."""
     assert redact("cast_message_id=SANDBOX_1") == "cast_message_id=SANDBOX_1"

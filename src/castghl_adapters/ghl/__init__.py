@@ -1,6 +1,11 @@
-"""HighLevel adapters: the HTTP client (GhlApi) and the webhook verifier."""
+"""HighLevel adapters: the HTTP client (GhlApi, GhlOAuth) and the verifier."""
 
-from castghl_adapters.ghl.client import GhlEndpoints, GhlHttpClient, GhlRoute
+from castghl_adapters.ghl.client import (
+    GhlCredentials,
+    GhlEndpoints,
+    GhlHttpClient,
+    GhlRoute,
+)
 from castghl_adapters.ghl.signatures import (
     GHL_ED25519_PUBLIC_KEY_PEM,
     GHL_ED25519_SHA256,
@@ -18,6 +23,7 @@ __all__ = [
     "GHL_ED25519_PUBLIC_KEY_PEM",
     "GHL_ED25519_SHA256",
     "GHL_RSA_SHA256",
+    "GhlCredentials",
     "GhlEndpoints",
     "GhlHttpClient",
     "GhlRoute",

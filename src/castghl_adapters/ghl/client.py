@@ -1,4 +1,4 @@
-"""The GhlApi port over HTTP: HighLevel's REST API through one aiohttp session.
+"""The GhlApi and GhlOAuth ports over HTTP: HighLevel's REST API, one session.
 
 Paths and Version headers live in GhlEndpoints; every call goes through
 `_request`, which adds the headers, bounds the time and classifies failures.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,8 +25,13 @@ from castghl_core.errors import (
     GhlRejected,
     GhlUnauthorized,
     GhlUnavailable,
+    LocationInactive,
+    OAuthNotConfigured,
+    TokenRevoked,
 )
+from castghl_core.installations import UserType
 from castghl_core.jobs import DeliveryStatus
+from castghl_core.oauth import InstalledLocation, TokenGrant, app_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,27 @@ than borrowing a label whose meaning GHL does not define.
 _MAX_RESPONSE_BYTES = 1 << 20
 _MAX_LOGGED_MESSAGE = 500
 _NOT_READY_HINT = "no conversation provider"
+_INVALID_GRANT_HINTS = ("invalid grant", "invalid_grant")
+_INACTIVE_HINT = "location is not active"
+_UNKNOWN_LIFETIME = 3600.0
+"""Assumed seconds of an access token GHL gave no `expires_in` for: refreshing
+early costs a call, refreshing late costs a failed GHL call."""
+
+
+@attrs.frozen(repr=False)
+class GhlCredentials:
+    """The marketplace app's OAuth client id and secret."""
+
+    client_id: str
+    client_secret: str
+
+    def __repr__(self) -> str:
+        return f"GhlCredentials(client_id={self.client_id!r}, client_secret=***)"
+
+    @property
+    def app_id(self) -> str:
+        """The app id app webhooks carry: the client id before its first `-`."""
+        return app_id_of(self.client_id)
 
 
 @attrs.frozen
@@ -101,11 +127,12 @@ class GhlEndpoints:
 
 
 class GhlHttpClient:
-    """HighLevel's API over a shared aiohttp session (a GhlApi adapter).
+    """HighLevel's API over a shared aiohttp session (GhlApi and GhlOAuth).
 
     Every call is bounded by `timeout` seconds in total. Access tokens go in
-    the Authorization header only: they are never logged and never appear in
-    an exception's text, even if GHL echoes one back.
+    the Authorization header only, and codes, refresh tokens and the client
+    secret in form bodies only: none is logged or appears in an exception's
+    text, even if GHL echoes one back. The OAuth calls need `credentials`.
     """
 
     def __init__(
@@ -116,12 +143,18 @@ class GhlHttpClient:
         timeout: float = 15.0,
         endpoints: GhlEndpoints | None = None,
         error_type: str = ERROR_TYPE,
+        credentials: GhlCredentials | None = None,
+        page_size: int = 100,
+        max_pages: int = 100,
     ) -> None:
         self._session = session
         self._base_url = base_url
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._endpoints = endpoints or GhlEndpoints()
         self._error_type = error_type
+        self._credentials = credentials
+        self._page_size = page_size
+        self._max_pages = max_pages
 
     async def update_message_status(
         self,
@@ -158,6 +191,103 @@ class GhlHttpClient:
             extra={"message_id": message_id, "status": body["status"]},
         )
 
+    # --- OAuth (GhlOAuth) ---------------------------------------------------
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
+        """The grant for an authorization code from the consent redirect."""
+        credentials = self._require_credentials()
+        form = {
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+        }
+        reply = await self._request(
+            self._endpoints.token,
+            None,
+            form=form,
+            secrets=(code, credentials.client_secret),
+        )
+        return _grant(reply, self._endpoints.token)
+
+    async def refresh(self, refresh_token: str, user_type: UserType) -> TokenGrant:
+        """A new token pair; from then on GHL refuses the refresh token given."""
+        credentials = self._require_credentials()
+        form = {
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "user_type": UserType(user_type).value,
+        }
+        reply = await self._request(
+            self._endpoints.token,
+            None,
+            form=form,
+            secrets=(refresh_token, credentials.client_secret),
+            context={"user_type": UserType(user_type).value},
+        )
+        return _grant(reply, self._endpoints.token, user_type=user_type)
+
+    async def location_token(
+        self, company_token: str, company_id: str, location_id: str
+    ) -> TokenGrant:
+        """A location token minted with a company (agency) token."""
+        reply = await self._request(
+            self._endpoints.location_token,
+            company_token,
+            form={"companyId": company_id, "locationId": location_id},
+            context={"company_id": company_id, "location_id": location_id},
+        )
+        return _grant(
+            reply,
+            self._endpoints.location_token,
+            user_type=UserType.LOCATION,
+            location_id=location_id,
+            company_id=company_id,
+        )
+
+    async def installed_locations(
+        self, company_token: str, company_id: str
+    ) -> Sequence[InstalledLocation]:
+        """Every location of the company the app is installed on (all pages)."""
+        app_id = self._require_credentials().app_id
+        found: dict[str, InstalledLocation] = {}
+        for page in range(self._max_pages):
+            params = {
+                "companyId": company_id,
+                "appId": app_id,
+                "isInstalled": "true",
+                "skip": str(page * self._page_size),
+                "limit": str(self._page_size),
+            }
+            reply = await self._request(
+                self._endpoints.installed_locations,
+                company_token,
+                params=params,
+                context={"company_id": company_id, "page": str(page)},
+            )
+            items, total = _installed_page(reply)
+            for location in items:
+                found.setdefault(location.location_id, location)
+            done = (page + 1) * self._page_size
+            if len(items) < self._page_size or (total is not None and done >= total):
+                return list(found.values())
+        logger.warning(
+            "ghl.installed_locations_truncated",
+            extra={"company_id": company_id, "locations": len(found)},
+        )
+        return list(found.values())
+
+    def _require_credentials(self) -> GhlCredentials:
+        if self._credentials is None:
+            raise OAuthNotConfigured(
+                "GHL OAuth is not configured: set CASTGHL_GHL_CLIENT_ID and "
+                "CASTGHL_GHL_CLIENT_SECRET"
+            )
+        return self._credentials
+
     async def _request(
         self,
         route: GhlRoute,
@@ -168,10 +298,12 @@ class GhlHttpClient:
         json_body: object = None,
         form: Mapping[str, str] | None = None,
         context: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
     ) -> Any:
         """Make one call; return its JSON (or text, or None) or raise a GhlError.
 
-        `context` is logged with any failure (ids only: never a secret).
+        `context` is logged with any failure (ids only: never a secret);
+        `secrets` (and the access token) are masked should GHL echo them.
         """
         headers = {"Accept": "application/json"}
         if route.version is not None:
@@ -209,7 +341,7 @@ class GhlHttpClient:
             status,
             reply,
             retry_after=retry_after,
-            access_token=access_token,
+            secrets=(access_token or "", *secrets),
             fields=fields,
         )
 
@@ -226,13 +358,14 @@ class GhlHttpClient:
         reply: object,
         *,
         retry_after: float | None,
-        access_token: str | None,
+        secrets: Sequence[str],
         fields: Mapping[str, str],
     ) -> GhlError:
         """The GhlError for a non-2xx answer, logged with GHL's traceId."""
         message, trace_id = _error_details(reply, status)
-        if access_token:
-            message = message.replace(access_token, "[redacted]")
+        for secret in secrets:
+            if secret:
+                message = message.replace(secret, "[redacted]")
         text = f"GHL {route.name} answered {status}: {message}"
         if trace_id is not None:
             text += f" (traceId {trace_id})"
@@ -274,9 +407,87 @@ def _classify(
     if status == 429:  # noqa: PLR2004
         return GhlRateLimited(text, retry_after, trace_id)
     if 400 <= status < 500:  # noqa: PLR2004
-        return GhlRejected(text, status, trace_id)
+        return _refusal(status, message, text, trace_id)
     # 5xx, and anything unexpected (a 3xx from an API host): try again later.
     return GhlUnavailable(text, trace_id)
+
+
+def _refusal(status: int, message: str, text: str, trace_id: str | None) -> GhlError:
+    """A 4xx told apart by GHL's words: the token calls share status 400."""
+    lowered = message.lower()
+    if any(hint in lowered for hint in _INVALID_GRANT_HINTS):
+        # Revoked, expired or already used: only the caller can tell a
+        # concurrent refresh (the store moved on) from a revocation.
+        return TokenRevoked(text, trace_id)
+    if _INACTIVE_HINT in lowered:
+        return LocationInactive(text, trace_id)
+    return GhlRejected(text, status, trace_id)
+
+
+def _grant(
+    reply: object,
+    route: GhlRoute,
+    *,
+    user_type: UserType | None = None,
+    location_id: str | None = None,
+    company_id: str | None = None,
+) -> TokenGrant:
+    """A TokenGrant from a token answer; unusable answers are GhlUnavailable."""
+    if not isinstance(reply, dict) or not _text(reply.get("access_token")):
+        # A refresh may have used up the refresh token all the same: the next
+        # refresh then meets "Invalid grant", which says so clearly.
+        raise GhlUnavailable(f"GHL {route.name} answered without an access_token")
+    stated = reply.get("userType")
+    if stated in {kind.value for kind in UserType}:
+        user_type = UserType(stated)
+    user_type = user_type or UserType.LOCATION
+    owner = reply.get("locationId" if user_type is UserType.LOCATION else "companyId")
+    if not _text(owner) and not (location_id or company_id):
+        raise GhlUnavailable(f"GHL {route.name} answered a token for nobody")
+    expires_in = reply.get("expires_in")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        expires_in = None
+    approved = reply.get("approvedLocations")
+    scope = reply.get("scope")
+    return TokenGrant(
+        access_token=reply["access_token"],
+        refresh_token=_text(reply.get("refresh_token")),
+        expires_in=(
+            float(expires_in)
+            if expires_in is not None and expires_in > 0
+            else _UNKNOWN_LIFETIME
+        ),
+        user_type=user_type,
+        location_id=_text(reply.get("locationId")) or location_id,
+        company_id=_text(reply.get("companyId")) or company_id,
+        scopes=tuple(scope.split()) if isinstance(scope, str) else (),
+        approved_locations=(
+            tuple(item for item in approved if isinstance(item, str) and item)
+            if isinstance(approved, list)
+            else ()
+        ),
+        is_bulk_installation=reply.get("isBulkInstallation") is True,
+    )
+
+
+def _installed_page(reply: object) -> tuple[list[InstalledLocation], int | None]:
+    """The installed locations of one page, and the total GHL reports."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("locations"), list):
+        raise GhlUnavailable("GHL installed_locations answered without locations")
+    items = [
+        InstalledLocation(item["_id"], _text(item.get("name")))
+        for item in reply["locations"]
+        if isinstance(item, dict)
+        and _text(item.get("_id"))
+        and item.get("isInstalled") is not False
+    ]
+    total = reply.get("count")
+    counted = isinstance(total, int) and not isinstance(total, bool)
+    return items, total if counted else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -1,4 +1,5 @@
-"""A local stand-in for HighLevel: signs deliveries, answers status updates.
+"""A local stand-in for HighLevel: signs deliveries, answers status updates,
+and plays the OAuth side (consent, tokens, installed locations, app webhooks).
 
 Written from the reference (ghl.md) and HighLevel's OpenAPI files, not from
 castghl's client: it imports nothing from castghl_core or castghl_adapters,
@@ -14,14 +15,13 @@ import ipaddress
 import json
 import logging
 import secrets
-import string
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import attrs
@@ -31,10 +31,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from castghl_app.sandbox.ghl_oauth import (
+    COMPANY,
+    LOCATION,
+    OAuthBook,
+    OAuthRefusal,
+    ghl_id,
+)
+
 logger = logging.getLogger(__name__)
 
 CONVERSATIONS_VERSION = "2021-04-15"
 """The only Version the OpenAPI file allows on the conversations calls."""
+OAUTH_VERSION = "2021-07-28"
+"""The only Version oauth.json allows on locationToken and installedLocations."""
 
 MESSAGE_STATUSES = ("delivered", "failed", "pending", "read")
 NOT_READY_MESSAGE = "No conversation provider found for this message"
@@ -49,10 +59,7 @@ _DELIVERY_TIMEOUT = aiohttp.ClientTimeout(total=30)
 _RATE_LIMIT_WINDOW_MS = 10_000
 _RATE_LIMIT_MAX = 100
 _LAST_STATUS = 599
-_SCOPES = (
-    "conversations/message.write conversations/message.readonly"
-    " conversations.readonly conversations.write contacts.readonly contacts.write"
-)
+_FORM = "application/x-www-form-urlencoded"
 
 
 @attrs.frozen
@@ -104,93 +111,6 @@ class Fault:
         return cls(504, "Gateway timeout", hang=seconds)
 
 
-# --- tokens -----------------------------------------------------------------
-
-
-@attrs.frozen
-class _Grant:
-    """One issued token pair and what it may be used for."""
-
-    access_token: str
-    refresh_token: str
-    user_type: str
-    company_id: str
-    location_id: str | None
-    user_id: str
-    scope: str
-    expires_in: int
-    expires_at: float
-    """Monotonic time after which the access token is refused."""
-
-    def to_token_response(self) -> dict[str, Any]:
-        """The grant shaped like GHL's /oauth/token answer."""
-        response: dict[str, Any] = {
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
-            "scope": self.scope,
-            "userType": self.user_type,
-            "companyId": self.company_id,
-            "userId": self.user_id,
-            "isBulkInstallation": False,
-        }
-        if self.location_id is not None:
-            response["locationId"] = self.location_id
-        return response
-
-
-class _TokenBook:
-    """Every token the sandbox issued, found by access or refresh token.
-
-    Refresh tokens are single use, as at GHL: `redeem_refresh` forgets the
-    one it returns, ready for a /oauth/token endpoint to rotate the pair.
-    """
-
-    def __init__(self) -> None:
-        self._by_access: dict[str, _Grant] = {}
-        self._by_refresh: dict[str, _Grant] = {}
-
-    def issue(
-        self,
-        *,
-        user_type: str,
-        company_id: str,
-        location_id: str | None,
-        user_id: str,
-        expires_in: int,
-    ) -> _Grant:
-        grant = _Grant(
-            access_token=f"sbx-at-{secrets.token_urlsafe(32)}",
-            refresh_token=f"sbx-rt-{secrets.token_urlsafe(32)}",
-            user_type=user_type,
-            company_id=company_id,
-            location_id=location_id,
-            user_id=user_id,
-            scope=_SCOPES,
-            expires_in=expires_in,
-            expires_at=time.monotonic() + expires_in,
-        )
-        self._by_access[grant.access_token] = grant
-        self._by_refresh[grant.refresh_token] = grant
-        return grant
-
-    def live(self, access_token: str) -> _Grant | None:
-        """The grant of an unexpired access token, if it is one."""
-        grant = self._by_access.get(access_token)
-        if grant is None or grant.expires_at <= time.monotonic():
-            return None
-        return grant
-
-    def redeem_refresh(self, refresh_token: str) -> _Grant | None:
-        """Use up a refresh token; None if unknown or already used."""
-        return self._by_refresh.pop(refresh_token, None)
-
-    def clear(self) -> None:
-        self._by_access.clear()
-        self._by_refresh.clear()
-
-
 @attrs.frozen
 class _Message:
     """A message GHL handed to the provider."""
@@ -205,10 +125,13 @@ class _Message:
 
 
 class GhlSandbox:
-    """HighLevel's side of the Conversation Provider protocol, on 127.0.0.1.
+    """HighLevel's side of the Conversation Provider protocol, on 127.0.0.1,
+    and of the marketplace app's OAuth (consent page, token endpoints).
 
-    Use it in-process (issue_location_token, deliver, inject, status_updates)
-    or from another process through the `/_sandbox/` control routes.
+    Use it in-process (issue_location_token, deliver, inject, status_updates;
+    `oauth` for consent choices, switches and counters; app_event,
+    install_later, uninstall and send_app_webhook for app webhooks) or from
+    another process through the `/_sandbox/` control routes.
     """
 
     def __init__(
@@ -217,14 +140,22 @@ class GhlSandbox:
         not_ready_for: float = 5.0,
         signing_key: Ed25519PrivateKey | None = None,
         legacy_signing_key: rsa.RSAPrivateKey | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
     ) -> None:
         self.not_ready_for = not_ready_for
         """Seconds after a delivery during which status updates get 403."""
-        self.company_id = _ghl_id()
+        self.company_id = ghl_id()
         self.status_updates: list[StatusUpdate] = []
+        self.oauth = OAuthBook(
+            company_id=self.company_id,
+            # Shaped like a marketplace app's: `<appId>-<suffix>`.
+            client_id=client_id or f"{secrets.token_hex(12)}-{ghl_id()[:8].lower()}",
+            client_secret=client_secret or f"sbx-secret-{secrets.token_urlsafe(24)}",
+        )
+        """The OAuth side: app, locations, tokens, switches and counters."""
         self._signing_key = signing_key or Ed25519PrivateKey.generate()
         self._legacy_key = legacy_signing_key
-        self._tokens = _TokenBook()
         self._messages: dict[str, _Message] = {}
         self._faults: list[Fault] = []
         self._stopping = asyncio.Event()
@@ -267,14 +198,20 @@ class GhlSandbox:
         self, location_id: str, *, expires_in: int = 86399
     ) -> dict[str, Any]:
         """A location token response, its access token valid for `location_id`."""
-        grant = self._tokens.issue(
-            user_type="Location",
-            company_id=self.company_id,
-            location_id=location_id,
-            user_id=_ghl_id(),
-            expires_in=expires_in,
+        grant = self.oauth.issue(
+            user_type=LOCATION, location_id=location_id, expires_in=expires_in
         )
         return grant.to_token_response()
+
+    @property
+    def client_id(self) -> str:
+        """The marketplace app's OAuth client id."""
+        return self.oauth.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The marketplace app's OAuth client secret."""
+        return self.oauth.client_secret
 
     def register_message(self, message_id: str, location_id: str) -> None:
         """Mark a message as handed to the provider now (no HTTP delivery).
@@ -284,7 +221,7 @@ class GhlSandbox:
         if message_id not in self._messages:
             self._messages[message_id] = _Message(
                 location_id=location_id,
-                conversation_id=_ghl_id(),
+                conversation_id=ghl_id(),
                 delivered_at=time.monotonic(),
             )
 
@@ -298,7 +235,7 @@ class GhlSandbox:
 
     def reset(self) -> None:
         """Forget tokens, messages, faults and status updates; keep the keys."""
-        self._tokens.clear()
+        self.oauth.clear()
         self._messages.clear()
         self._faults.clear()
         self.status_updates.clear()
@@ -314,7 +251,7 @@ class GhlSandbox:
         payload: dict[str, Any] = {
             "contactId": "GKBhT6BfwY9mjzXAU3sq",
             "locationId": "GKAWb4yu7A4LSc0skQ6g",
-            "messageId": _ghl_id(),
+            "messageId": ghl_id(),
             "type": "SMS",
             "phone": SAMPLE_PHONE,
             "message": "The text message to be sent to the contact",
@@ -338,13 +275,18 @@ class GhlSandbox:
         answer's status and its JSON object (or its text).
         """
         _require_loopback(url)
-        body = json.dumps(payload).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        headers.update(self._signature_headers(body, signature))
-
         message_id, location_id = payload.get("messageId"), payload.get("locationId")
         if isinstance(message_id, str) and isinstance(location_id, str):
             self.register_message(message_id, location_id)
+        return await self._post_signed(url, payload, signature)
+
+    async def _post_signed(
+        self, url: str, payload: Mapping[str, Any], signature: SignatureMode
+    ) -> tuple[int, dict[str, Any] | str]:
+        _require_loopback(url)
+        body = json.dumps(payload).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        headers.update(self._signature_headers(body, signature))
 
         session = self._client_session()
         async with session.post(url, data=body, headers=headers) as response:
@@ -355,6 +297,77 @@ class GhlSandbox:
         except ValueError:
             return status, text
         return status, answer if isinstance(answer, dict) else text
+
+    # --- app webhooks (GHL -> the app's webhook URL) ------------------------
+
+    def app_event(
+        self,
+        event_type: str,
+        *,
+        location_id: str | None = None,
+        company_id: str | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """An INSTALL or UNINSTALL body as GHL sends it, stamped now.
+
+        Without a location it is an agency-level event. Keyword arguments
+        (camelCase keys) replace fields; a value of None drops the field.
+        """
+        payload: dict[str, Any] = {
+            "type": event_type,
+            "appId": self.oauth.app_id,
+            "companyId": company_id or self.company_id,
+            # GHL writes UTC with a Z, e.g. 2023-06-27T11:58:25.346Z.
+            "timestamp": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "webhookId": str(uuid.uuid4()),
+        }
+        if location_id is not None:
+            payload["locationId"] = location_id
+        if event_type == "INSTALL":
+            payload.update(
+                {
+                    "versionId": self.oauth.app_id,
+                    "installType": LOCATION if location_id else COMPANY,
+                    "userId": ghl_id(),
+                    "companyName": "Sandbox Agency",
+                }
+            )
+        payload.update(overrides)
+        return {key: value for key, value in payload.items() if value is not None}
+
+    def install_later(self, location_id: str) -> dict[str, Any]:
+        """Install the app on one more of the agency's locations; the INSTALL."""
+        self.oauth.set_installed(location_id, installed=True)
+        return self.app_event("INSTALL", location_id=location_id)
+
+    def uninstall(
+        self, location_id: str | None = None, *, company: bool = False
+    ) -> dict[str, Any]:
+        """Uninstall from a location (or the whole agency); the UNINSTALL.
+
+        The tokens of what was uninstalled stop working.
+        """
+        if company:
+            for known in list(self.oauth.locations):
+                self.oauth.set_installed(known, installed=False)
+            self.oauth.revoke(self.company_id)
+            return self.app_event("UNINSTALL")
+        if location_id is None:
+            raise ValueError("name a location, or uninstall the whole company")
+        self.oauth.set_installed(location_id, installed=False)
+        return self.app_event("UNINSTALL", location_id=location_id)
+
+    async def send_app_webhook(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        signature: SignatureMode = "valid",
+    ) -> tuple[int, dict[str, Any] | str]:
+        """POST an app webhook (INSTALL, UNINSTALL) to a URL on this machine."""
+        return await self._post_signed(url, payload, signature)
 
     def _signature_headers(self, body: bytes, mode: SignatureMode) -> dict[str, str]:
         if mode == "valid":
@@ -391,6 +404,14 @@ class GhlSandbox:
         app.router.add_put(
             "/conversations/messages/{message_id}/status", self._update_status
         )
+        for prefix in ("", "/v2"):  # newer docs show the /v2 path
+            app.router.add_get(f"{prefix}/oauth/chooselocation", self._consent)
+        app.router.add_post("/oauth/token", self._token)
+        app.router.add_post("/oauth/locationToken", self._location_token)
+        app.router.add_get("/oauth/installedLocations", self._installed_locations)
+        app.router.add_post("/_sandbox/consent", self._control_consent)
+        app.router.add_post("/_sandbox/locations/{location_id}", self._control_location)
+        app.router.add_get("/_sandbox/oauth", self._control_oauth)
         app.router.add_post("/_sandbox/faults", self._control_faults)
         app.router.add_get("/_sandbox/status-updates", self._control_status_updates)
         app.router.add_post("/_sandbox/reset", self._control_reset)
@@ -435,7 +456,7 @@ class GhlSandbox:
 
         message = self._messages.get(message_id)
         self._check_token(request, message)
-        _check_version(request)
+        _check_version(request, CONVERSATIONS_VERSION)
         body = await _json_object(request)
         problems = status_body_problems(body)
         if problems:
@@ -468,7 +489,7 @@ class GhlSandbox:
         For a message GHL never delivered any live token passes, on to the
         403 that follows.
         """
-        grant = self._tokens.live(_bearer_token(request))
+        grant = self.oauth.live(_bearer_token(request))
         if grant is None or (
             message is not None and grant.location_id != message.location_id
         ):
@@ -494,6 +515,32 @@ class GhlSandbox:
             message if isinstance(message, str) else list(message),
             headers=headers,
         )
+
+    # --- OAuth: consent page and token endpoints ----------------------------
+
+    async def _consent(self, request: web.Request) -> web.Response:
+        """The consent page, approved at once with what `choose` set up."""
+        code = self.oauth.consent(request.query)
+        extra = {"code": code}
+        if "state" in request.query:
+            extra["state"] = request.query["state"]
+        target = _with_query(request.query["redirect_uri"], extra)
+        return web.Response(status=HTTPStatus.FOUND, headers={"Location": target})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await _form(request)
+        return web.json_response(self.oauth.token(form))
+
+    async def _location_token(self, request: web.Request) -> web.Response:
+        _check_version(request, OAUTH_VERSION)
+        bearer = _bearer_token(request)
+        form = await _form(request)
+        return web.json_response(self.oauth.location_token(bearer, form))
+
+    async def _installed_locations(self, request: web.Request) -> web.Response:
+        _check_version(request, OAUTH_VERSION)
+        answer = self.oauth.installed_locations(_bearer_token(request), request.query)
+        return web.json_response(answer)
 
     # --- /_sandbox/ control surface -----------------------------------------
 
@@ -550,6 +597,48 @@ class GhlSandbox:
         self.register_message(message_id, location_id)
         return web.Response(status=204)
 
+    async def _control_consent(self, request: web.Request) -> web.Response:
+        spec = await _json_object(request)
+        location_ids = spec.get("location_ids")
+        if not isinstance(location_ids, list) or not all(
+            isinstance(item, str) and item for item in location_ids
+        ):
+            return _error(HTTPStatus.BAD_REQUEST, "location_ids must be a list of ids")
+        try:
+            self.oauth.choose(location_ids, company=spec.get("user_type") == COMPANY)
+        except ValueError as error:
+            return _error(HTTPStatus.BAD_REQUEST, str(error))
+        return web.Response(status=204)
+
+    async def _control_location(self, request: web.Request) -> web.Response:
+        location_id = request.match_info["location_id"]
+        spec = await _json_object(request)
+        self.oauth.add_location(location_id, str(spec.get("name", "")))
+        if isinstance(spec.get("active"), bool):
+            self.oauth.set_active(location_id, active=spec["active"])
+        if spec.get("revoked") is True:
+            self.oauth.revoke(location_id)
+        return web.Response(status=204)
+
+    async def _control_oauth(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "refresh_count": dict(self.oauth.refresh_count),
+                "mint_count": dict(self.oauth.mint_count),
+                "reused_refresh_tokens": self.oauth.reused_refresh_tokens,
+                "token_calls": [
+                    {
+                        "endpoint": call.endpoint,
+                        "grant_type": call.grant_type,
+                        "owner_id": call.owner_id,
+                        "outcome": call.outcome,
+                        "at": call.at.isoformat(),
+                    }
+                    for call in self.oauth.calls
+                ],
+            }
+        )
+
 
 # --- request checks -----------------------------------------------------------
 
@@ -586,12 +675,12 @@ def status_body_problems(body: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _check_version(request: web.Request) -> None:
+def _check_version(request: web.Request, expected: str) -> None:
     # The wording is the sandbox's own: GHL's text for this is not documented.
     version = request.headers.get("Version")
     if version is None:
         raise _Refusal(_error(HTTPStatus.BAD_REQUEST, "Version header is missing"))
-    if version != CONVERSATIONS_VERSION:
+    if version != expected:
         raise _Refusal(
             _error(HTTPStatus.BAD_REQUEST, f"Version {version!r} is not supported")
         )
@@ -600,6 +689,16 @@ def _check_version(request: web.Request) -> None:
 def _bearer_token(request: web.Request) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """A form-encoded body, as the OAuth endpoints take (JSON is refused)."""
+    if request.content_type != _FORM:
+        raise _Refusal(
+            _error(HTTPStatus.UNPROCESSABLE_ENTITY, [f"the body must be {_FORM}"])
+        )
+    form = await request.post()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -668,6 +767,8 @@ async def _ghl_shaped_errors(
         return await handler(request)
     except _Refusal as refusal:
         return refusal.response
+    except OAuthRefusal as refusal:
+        return _error(refusal.status, refusal.message)
     except web.HTTPException as exception:
         if exception.status < HTTPStatus.BAD_REQUEST:
             raise
@@ -677,17 +778,18 @@ async def _ghl_shaped_errors(
 # --- helpers ------------------------------------------------------------------
 
 
-def _ghl_id() -> str:
-    """A random id shaped like GHL's (20 letters and digits)."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(20))
-
-
 def _public_pem(key: Any) -> str:
     pem: bytes = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return pem.decode("ascii")
+
+
+def _with_query(url: str, extra: Mapping[str, str]) -> str:
+    """`url` with `extra` added to its query string."""
+    parts = urlsplit(url)
+    query = urlencode([*parse_qsl(parts.query), *extra.items()])
+    return urlunsplit(parts._replace(query=query))
 
 
 def _require_loopback(url: str) -> None:

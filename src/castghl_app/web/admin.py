@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -17,7 +18,7 @@ from castghl_app.services import Services
 from castghl_app.web.errors import Handler, json_error, read_capped
 from castghl_app.web.keys import SERVICES
 from castghl_core.errors import InvalidPayload, SecretUnreadable
-from castghl_core.installations import UserType
+from castghl_core.installations import InstallationState, UserType
 from castghl_core.locations import (
     LocationSettings,
     check_cast_api_key,
@@ -52,6 +53,10 @@ async def admin_auth_middleware(
     return await handler(request)
 
 
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
 def _location_id(request: web.Request) -> str:
     location_id = request.match_info["location_id"]
     if not _LOCATION_ID.match(location_id):
@@ -79,10 +84,15 @@ async def _view(services: Services, location_id: str) -> dict[str, Any] | None:
             {
                 "state": installation.state.value,
                 "reason": installation.state_reason,
+                "company_id": installation.company_id,
                 "token_expires_at": installation.expires_at.isoformat(),
+                "uninstalled_at": _when(installation.uninstalled_at),
             }
             if installation
             else None
+        ),
+        "needs_reauth": bool(
+            installation and installation.state is InstallationState.NEEDS_REAUTH
         ),
         "ready_to_send": bool(api_key and installation and installation.is_active),
     }

@@ -35,7 +35,7 @@ def create_app(
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """Open resources and start the dispatcher; on shutdown, the reverse."""
+    """Open resources and start the workers; on shutdown, the reverse."""
     container = app[CONTAINER]
     try:
         services = await container.services()  # type: ignore[misc]
@@ -45,17 +45,21 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         raise
     app[SERVICES] = services
     services.dispatcher.start()
+    services.keeper.start()
     logger.info(
         "service.started",
         extra={
             "state_store": services.settings.state_store.value,
             "secret_store": services.settings.secret_store.value,
+            "installs": services.oauth is not None,
         },
     )
     try:
         yield
     finally:
+        await services.keeper.stop()
         await services.dispatcher.stop(grace=services.settings.shutdown_grace_seconds)
+        await services.tokens.close(grace=2 * services.settings.http_timeout_seconds)
         await _shutdown(container)
         logger.info("service.stopped")
 

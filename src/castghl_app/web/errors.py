@@ -9,10 +9,12 @@ from aiohttp import web
 
 from castghl_app.backlog import BacklogFull
 from castghl_core.errors import (
+    ForeignApp,
     InvalidPayload,
     InvalidSetting,
     LocationNotInstalled,
     SignatureRejected,
+    StaleWebhook,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
 
 _CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (SignatureRejected, 401, "invalid_signature"),
+    (StaleWebhook, 400, "stale_webhook"),
+    (ForeignApp, 403, "wrong_app"),
     (InvalidPayload, 400, "invalid_payload"),
     (InvalidSetting, 422, "invalid_setting"),
     (LocationNotInstalled, 404, "location_not_installed"),
