@@ -335,6 +335,7 @@ async def _kill_while_busy(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 async def test_three_replicas_lose_one_mid_run_and_still_send_everything_once(
     replica_backend, start_cluster, ghl, cast
 ):
@@ -346,15 +347,15 @@ async def test_three_replicas_lose_one_mid_run_and_still_send_everything_once(
     `delivered`; a status the dead process had already given GHL just before
     dying may be given again by its successor, and only for those jobs.
     """
-    if replica_backend.name == "mongodb" and not os.environ.get(MONGODB_URI_ENV):
-        # XXX: SecantusDB scans the whole collection for each sorted query and
-        # each findAndModify (about 40 ms at 1,000 jobs, one at a time), where
-        # MongoDB uses the state_due_at index; 1,000 messages cannot finish in
-        # the test's time. The smaller replica tests above run on it.
-        pytest.skip(
-            "too slow on SecantusDB (collection scans); set "
-            f"{MONGODB_URI_ENV} to run it against a real MongoDB"
-        )
+    # XXX: SecantusDB, the test server, scans the whole collection for each
+    # sorted query and findAndModify (about 40 ms at 1,000 jobs, one at a
+    # time) where MongoDB uses the state_due_at index: on it this test takes
+    # about 6 minutes instead of 10 seconds. A real MongoDB
+    # (CASTGHL_TEST_MONGODB_URI) runs it at full speed.
+    slow_server = replica_backend.name == "mongodb" and not os.environ.get(
+        MONGODB_URI_ENV
+    )
+    report_within = 1200 if slow_server else 120
     cluster = await start_cluster(3)
     replicas, victim = cluster.replicas, 2
     deliveries = Deliveries(ghl, replicas, in_flight=50)
@@ -389,7 +390,7 @@ async def test_three_replicas_lose_one_mid_run_and_still_send_everything_once(
 
     started = time.monotonic()
     _, orphaned = await asyncio.gather(deliver_all(), kill_part_way())
-    await _all_reported(ghl, cluster.store, ids, timeout=120)
+    await _all_reported(ghl, cluster.store, ids, timeout=report_within)
     elapsed = time.monotonic() - started
 
     survivors = [a for a in deliveries.answers if a.replica != victim]
