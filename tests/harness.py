@@ -74,6 +74,31 @@ class Service:
     async def jobs(self) -> dict[JobState, int]:
         return dict(await self.services.outbox.count_by_state())
 
+    async def jobs_settle_at(
+        self, expected: dict[JobState, int], timeout: float = 10.0
+    ) -> None:
+        """Wait until the job counts are `expected`.
+
+        GHL may record a status a moment before castghl writes `reported`.
+        """
+
+        async def settled() -> bool:
+            return await self.jobs() == expected
+
+        try:
+            await eventually(settled, timeout=timeout)
+        except pytest.fail.Exception:
+            assert await self.jobs() == expected  # show the difference
+
+    async def finished_job(self, message_id: str, timeout: float = 10.0) -> Any:
+        """The job once it has reached a final state."""
+
+        async def final() -> Any:
+            job = await self.services.outbox.get(message_id)
+            return job if job is not None and job.state.is_final else None
+
+        return await eventually(final, timeout=timeout)
+
 
 async def install_location(
     service: Service, ghl: GhlSandbox, location_id: str

@@ -28,7 +28,7 @@ async def test_the_sample_delivery_is_sent_once_and_reported_delivered(
     assert sms.message == (
         "The text message to be sent to the contact\nhttps://example.com/image.png"
     )
-    assert await service.jobs() == {JobState.REPORTED: 1}
+    await service.jobs_settle_at({JobState.REPORTED: 1})
 
 
 async def test_five_concurrent_deliveries_of_one_message_send_one_sms(
@@ -127,7 +127,7 @@ async def test_ghls_early_403_on_status_updates_is_retried_until_accepted(
         lambda: ghl.statuses_for(sample["messageId"]), timeout=15
     )
     assert update.status == "failed"
-    job = await service.services.outbox.get(sample["messageId"])
+    job = await service.finished_job(sample["messageId"])
     assert job.state is JobState.REPORTED
     assert (update.at - job.created_at).total_seconds() >= 1.5
 
@@ -184,7 +184,7 @@ async def test_a_service_restarted_on_the_same_file_finishes_claimed_jobs(
         await eventually(lambda s=sample: ghl.statuses_for(s["messageId"]), timeout=20)
     keys = sorted(sms.idempotency_key for sms in cast.sent)
     assert keys == sorted(sample["messageId"] for sample in samples)
-    assert await second.jobs() == {JobState.REPORTED: 5}
+    await second.jobs_settle_at({JobState.REPORTED: 5})
     statuses = [ghl.statuses_for(s["messageId"])[-1].status for s in samples]
     assert statuses == ["delivered"] * 5
 
@@ -194,7 +194,7 @@ async def test_the_stored_job_says_what_happened(service, ghl, cast):
     sample = ghl.sample_delivery(message="x" * 200)
     await ghl.deliver(service.delivery_url, json.loads(json.dumps(sample)))
     await eventually(lambda: ghl.statuses_for(sample["messageId"]))
-    job = await service.services.outbox.get(sample["messageId"])
+    job = await service.finished_job(sample["messageId"])
     assert job.cast_message_id == cast.sent[0].cast_message_id
     assert job.parts == 2
     assert job.outcome.status.value == "delivered"

@@ -395,7 +395,12 @@ async def test_three_replicas_lose_one_mid_run_and_still_send_everything_once(
 
     survivors = [a for a in deliveries.answers if a.replica != victim]
     assert [a for a in survivors if a.status is None or a.status >= 500] == []
-    assert any(a.replica == victim and a.status is None for a in deliveries.answers)
+    # Deliveries that reached the victim after it died failed and were
+    # delivered again to a survivor (as GHL retries); on a slow store all of
+    # them may have been answered before the kill, so none need have failed.
+    assert all(
+        a.status in {None, 200} for a in deliveries.answers if a.replica == victim
+    )
     assert orphaned, "the killed replica held no leased job when it died"
     assert _sends_by_key(cast) == dict.fromkeys(ids, 1)
     updates = _updates_by_message(ghl)
