@@ -138,6 +138,14 @@ class SqliteDatabase:
                 f"{'.'.join(map(str, _MINIMUM_SQLITE))} or newer"
             )
 
+        folder = Path(self.path).parent
+        if not folder.is_dir():
+            # Checked first: a failed aiosqlite.connect leaves its worker
+            # thread behind, which then fails noisily at interpreter exit.
+            raise SqliteUnavailable(
+                f"cannot open the SQLite file {self.path}: its folder {folder} "
+                "does not exist"
+            )
         # isolation_level=None: no implicit transactions; `write` opens its own.
         try:
             connection = await aiosqlite.connect(self.path, isolation_level=None)
