@@ -267,8 +267,9 @@ class Container(containers.DeclarativeContainer):
     )
     policy = providers.Singleton(make_policy, settings)
 
+    backlog = providers.Singleton(BacklogGuard, outbox, settings.provided.max_backlog)
     accept_outbound = providers.Singleton(
-        AcceptOutbound, verifier, installations, outbox, clock
+        AcceptOutbound, verifier, installations, outbox, clock, admission=backlog
     )
     dispatch_outbound = providers.Singleton(
         DispatchOutbound,
@@ -334,7 +335,6 @@ class Container(containers.DeclarativeContainer):
         scan_every=settings.provided.token_refresh_scan_seconds,
     )
     oauth = providers.Singleton(make_oauth_setup, settings, clock)
-    backlog = providers.Singleton(BacklogGuard, outbox, settings.provided.max_backlog)
 
     services = providers.Singleton(
         Services,

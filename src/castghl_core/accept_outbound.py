@@ -14,7 +14,13 @@ import attrs
 from castghl_core.errors import LocationNotInstalled
 from castghl_core.jobs import OutboundJob
 from castghl_core.outbound import OutboundMessage, parse_outbound
-from castghl_core.ports import Clock, InstallationStore, Outbox, SignatureVerifier
+from castghl_core.ports import (
+    Admission,
+    Clock,
+    InstallationStore,
+    Outbox,
+    SignatureVerifier,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +59,12 @@ class AcceptOutbound:
     installations: InstallationStore
     outbox: Outbox
     clock: Clock
+    admission: Admission | None = None
+    """Checked last before the claim; None admits everything."""
 
     async def __call__(self, body: bytes, headers: Mapping[str, str]) -> AcceptResult:
-        """Accept `body`; raise SignatureRejected, InvalidPayload or
-        LocationNotInstalled, in which case nothing is stored."""
+        """Accept `body`; raise SignatureRejected, InvalidPayload,
+        LocationNotInstalled or BacklogFull, in which case nothing is stored."""
         self.verifier.verify(body, headers)
         message = parse_outbound(body)
         log = {"message_id": message.message_id, "location_id": message.location_id}
@@ -72,6 +80,8 @@ class AcceptOutbound:
             raise LocationNotInstalled(
                 message.location_id, f"its installation is {installation.state}"
             )
+        if self.admission is not None:
+            await self.admission.check()
 
         now = self.clock.now()
         job = OutboundJob(

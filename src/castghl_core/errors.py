@@ -27,6 +27,15 @@ class InvalidSetting(CastGhlError):
     """A location setting or Cast API key given by an operator is malformed."""
 
 
+class BacklogFull(CastGhlError):
+    """Too many messages are waiting to be sent; GHL should retry later."""
+
+    def __init__(self, waiting: int, limit: int) -> None:
+        super().__init__(
+            f"{waiting} messages are waiting to be sent (limit {limit}); retry later"
+        )
+
+
 class SecretUnreadable(CastGhlError):
     """A stored secret exists but cannot be read (wrong encryption key?)."""
 

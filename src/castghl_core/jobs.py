@@ -34,6 +34,9 @@ class JobState(enum.StrEnum):
         return self in {JobState.REPORTED, JobState.DEAD}
 
 
+UNFINISHED_STATES = (JobState.ACCEPTED, JobState.SENT, JobState.REPORTING)
+
+
 class DeliveryStatus(enum.StrEnum):
     """The statuses castghl reports to GHL (GHL has no `sent`)."""
 

@@ -62,7 +62,19 @@ class Outbox(Protocol):
         ...
 
     async def count_by_state(self) -> Mapping[JobState, int]:
-        """How many jobs are in each state."""
+        """How many jobs are in each state (reads every job: not a hot path)."""
+        ...
+
+    async def count_unfinished(self) -> int:
+        """How many jobs are not yet reported or dead (an indexed count)."""
+        ...
+
+
+class Admission(Protocol):
+    """Decides whether a new outbound job may be taken in now."""
+
+    async def check(self) -> None:
+        """Return if there is room; raise BacklogFull if not."""
         ...
 
 

@@ -453,3 +453,17 @@ async def test_count_by_state_follows_updates(outbox):
     await outbox.update(leased.move_to(JobState.SENT, T0), owner="worker-a")
 
     assert dict(await outbox.count_by_state()) == {JobState.SENT: 1}
+
+
+async def test_count_unfinished_counts_every_state_but_reported_and_dead(outbox):
+    """accepted, sent and reporting count; reported and dead do not."""
+    assert await outbox.count_unfinished() == 0
+    await claim_all(
+        outbox,
+        make_job("a"),
+        make_job("b", state=JobState.SENT),
+        make_job("c", state=JobState.REPORTING),
+        make_job("d", state=JobState.DEAD),
+        make_job("e", state=JobState.REPORTED),
+    )
+    assert await outbox.count_unfinished() == 3

@@ -101,7 +101,8 @@ async def test_health_checks_answer(service):
         "dispatcher": "ok",
         "token_refresher": "ok",
     }
-    assert body["needs_reauth"] == []
+    assert body["needs_reauth"] == 0
+    assert body["unfinished_jobs"] == 0
 
 
 async def test_deleting_an_unknown_location_is_a_404(service):

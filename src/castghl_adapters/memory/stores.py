@@ -68,6 +68,10 @@ class MemoryOutbox:
         """How many jobs are in each state."""
         return Counter(job.state for job in self._jobs.values())
 
+    async def count_unfinished(self) -> int:
+        """How many jobs are not yet reported or dead."""
+        return sum(not job.state.is_final for job in self._jobs.values())
+
 
 class MemoryLeases:
     """Named leases in a dict."""

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from castghl_adapters.mongo import _documents
 from castghl_adapters.mongo.database import OUTBOX_JOBS, MongoDatabase, MongoUnavailable
-from castghl_core.jobs import JobState, OutboundJob
+from castghl_core.jobs import UNFINISHED_STATES, JobState, OutboundJob
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +104,8 @@ class MongoOutbox:
 
     async def count_by_state(self) -> Mapping[JobState, int]:
         """How many jobs are in each state (states with none are left out)."""
-        # XXX: this reads every job, finished ones included, on each /readyz;
-        # as the outbox grows it gets slower. Pruning finished jobs (see ADR
-        # 0010) or counting only unfinished states for readiness would bound it.
+        # Reads every job, finished ones included: for the admin and tests,
+        # not for probes (readiness and the backlog use count_unfinished).
         with self._db.translate_errors():
             cursor = await self._db.collection(OUTBOX_JOBS).aggregate(
                 [{"$group": {"_id": "$state", "count": {"$sum": 1}}}]
@@ -115,6 +114,15 @@ class MongoOutbox:
                 JobState(document["_id"]): int(document["count"])
                 async for document in cursor
             }
+
+    async def count_unfinished(self) -> int:
+        """How many jobs are not yet reported or dead (uses state_due_at)."""
+        with self._db.translate_errors():
+            return int(
+                await self._db.collection(OUTBOX_JOBS).count_documents(
+                    {"state": {"$in": [state.value for state in UNFINISHED_STATES]}}
+                )
+            )
 
 
 def _due(now: datetime) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from castghl_adapters.sqlite import _documents
 from castghl_adapters.sqlite.database import SqliteDatabase
 from castghl_adapters.storage_codec import format_datetime
-from castghl_core.jobs import JobState, OutboundJob
+from castghl_core.jobs import UNFINISHED_STATES, JobState, OutboundJob
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,16 @@ class SqliteOutbox:
                 "SELECT state, COUNT(*) FROM outbox_jobs GROUP BY state"
             )
         return {JobState(state): int(count) for state, count in rows}
+
+    async def count_unfinished(self) -> int:
+        """How many jobs are not yet reported or dead (uses the state index)."""
+        marks = ", ".join("?" * len(UNFINISHED_STATES))
+        async with self._db.read() as connection:
+            rows = await connection.execute_fetchall(
+                f"SELECT COUNT(*) FROM outbox_jobs WHERE state IN ({marks})",  # noqa: S608
+                [state.value for state in UNFINISHED_STATES],
+            )
+        return int(next(iter(rows))[0])
 
 
 def _to_row(job: OutboundJob) -> tuple[Any, ...]:

@@ -17,7 +17,6 @@ async def receive_outbound(request: web.Request) -> web.Response:
     """Verify, parse and claim one ProviderOutboundMessage."""
     services = request.app[SERVICES]
     body = await read_capped(request, services.settings.max_body_bytes)
-    await services.backlog.check()
 
     result = await services.accept_outbound(body, request.headers)
 

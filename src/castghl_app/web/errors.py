@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from castghl_app.backlog import BacklogFull
 from castghl_core.errors import (
+    BacklogFull,
     ForeignApp,
     InvalidPayload,
     InvalidSetting,

@@ -16,6 +16,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(INSTALL_PATH, oauth.install)
     app.router.add_get(CALLBACK_PATH, oauth.callback)
     app.router.add_post(APP_WEBHOOK_PATH, oauth.receive_app_webhook)
-    app.router.add_get("/healthz", health.live)
-    app.router.add_get("/readyz", health.ready)
+    health.setup_health(app)
     admin.setup_admin_routes(app)
