@@ -324,7 +324,10 @@ class RefreshingAccessTokens:
                 grant = await self._mint(installation)
             else:
                 grant = await self.oauth.refresh(
-                    installation.refresh_token, installation.user_type
+                    installation.refresh_token,
+                    installation.user_type,
+                    owner_id=installation.owner_id,
+                    company_id=installation.company_id,
                 )
         except TokenRevoked as error:
             return await self._after_invalid_grant(installation, error)
