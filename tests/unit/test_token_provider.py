@@ -610,3 +610,83 @@ async def test_closing_lets_a_refresh_under_way_store_its_pair(
     stored = await store.get(LOCATION)
     assert stored.refresh_token not in {installed.refresh_token, None}
     assert stored.refresh_token in oauth._live_refresh
+
+
+# --- a store that fails after GHL rotated the pair ------------------------------
+
+
+class FlakyStore(MemoryInstallationStore):
+    """A memory store whose next `failures` compare-and-sets raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def replace_if_refresh_token(self, installation, expected_refresh_token):
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("the store is down")
+        return await super().replace_if_refresh_token(
+            installation, expected_refresh_token
+        )
+
+
+@pytest.fixture
+def flaky():
+    return FlakyStore()
+
+
+async def test_a_store_failure_after_rotation_is_retried_until_the_pair_lands(
+    flaky, leases, oauth, clock, policy
+):
+    """A store failing twice right after GHL rotated the pair still gets it."""
+    tokens = RefreshingAccessTokens(flaky, leases, oauth, clock, policy)
+    installed = await install(flaky, oauth, clock)
+    await expire(flaky, clock)
+    flaky.failures = 2
+
+    token = await tokens.for_location(LOCATION)
+
+    stored = await flaky.get(LOCATION)
+    assert token == stored.access_token != installed.access_token
+    assert stored.refresh_token in oauth._live_refresh
+
+
+async def test_a_pair_the_store_refuses_is_kept_and_written_before_any_refresh(
+    flaky, leases, oauth, clock, policy
+):
+    """A pair the store never took is used from memory, then stored, not lost."""
+    tokens = RefreshingAccessTokens(flaky, leases, oauth, clock, policy)
+    installed = await install(flaky, oauth, clock)
+    await expire(flaky, clock)
+    flaky.failures = policy.store_attempts
+
+    first = await tokens.for_location(LOCATION)
+    assert (await flaky.get(LOCATION)).refresh_token == installed.refresh_token
+
+    second = await tokens.for_location(LOCATION)  # the store is back
+
+    stored = await flaky.get(LOCATION)
+    assert first == second == stored.access_token != installed.access_token
+    assert stored.refresh_token in oauth._live_refresh
+    assert oauth.refreshes == [installed.refresh_token]
+
+
+async def test_the_next_refresh_uses_the_pair_kept_in_memory(
+    flaky, leases, oauth, clock, policy
+):
+    """When the kept pair expires, it (not the dead stored one) is refreshed."""
+    tokens = RefreshingAccessTokens(flaky, leases, oauth, clock, policy)
+    installed = await install(flaky, oauth, clock)
+    await expire(flaky, clock)
+    flaky.failures = policy.store_attempts + 1  # the resumed write fails too
+    kept = await tokens.for_location(LOCATION)
+    clock.advance(oauth.lifetime)
+
+    token = await tokens.for_location(LOCATION)
+
+    stored = await flaky.get(LOCATION)
+    assert token == stored.access_token not in {kept, installed.access_token}
+    assert oauth.reused == 0
+    assert len(oauth.refreshes) == 2
+    assert stored.state is InstallationState.ACTIVE
