@@ -95,7 +95,11 @@ class InstallationStore(Protocol):
         self, installation: Installation, expected_refresh_token: str | None
     ) -> bool:
         """Write `installation` only if the stored refresh token is the expected
-        one (compare-and-set); False if another writer rotated it first."""
+        one (compare-and-set); False if another writer rotated it first.
+
+        Never writes over an installation stored as `uninstalled` (False):
+        an UNINSTALL landing during a refresh or a mint wins over it.
+        """
         ...
 
     async def list(self) -> Sequence[Installation]:

@@ -690,3 +690,76 @@ async def test_the_next_refresh_uses_the_pair_kept_in_memory(
     assert oauth.reused == 0
     assert len(oauth.refreshes) == 2
     assert stored.state is InstallationState.ACTIVE
+
+
+# --- an UNINSTALL landing during a refresh ----------------------------------------
+
+
+def uninstall_meanwhile(store, clock):
+    """A during_call that stores the UNINSTALL webhook's record."""
+
+    async def uninstall():
+        current = await store.get(LOCATION)
+        await store.put(
+            attrs.evolve(
+                current,
+                access_token="",
+                refresh_token=None,
+                state=InstallationState.UNINSTALLED,
+                uninstalled_at=clock.now(),
+            )
+        )
+
+    return uninstall
+
+
+async def test_an_uninstall_during_a_mint_is_not_overwritten(
+    tokens, store, oauth, clock
+):
+    """A minted token never re-activates a location uninstalled meanwhile."""
+    await install(store, oauth, clock, COMPANY, user_type=UserType.COMPANY)
+    await install(store, oauth, clock, with_refresh=False, company_id=COMPANY)
+    await expire(store, clock)
+    oauth.during_call = uninstall_meanwhile(store, clock)
+
+    with pytest.raises(LocationNotInstalled):
+        await tokens.for_location(LOCATION)
+
+    stored = await store.get(LOCATION)
+    assert stored.state is InstallationState.UNINSTALLED
+    assert stored.uninstalled_at is not None
+
+
+async def test_an_uninstall_during_a_refused_mint_is_not_marked_needs_reauth(
+    tokens, store, oauth, clock
+):
+    """needs_reauth is never written over an uninstall that landed meanwhile."""
+    await install(store, oauth, clock, COMPANY, user_type=UserType.COMPANY)
+    await install(store, oauth, clock, with_refresh=False, company_id=COMPANY)
+    await expire(store, clock)
+    oauth.mint_errors[LOCATION] = GhlUnauthorized("Invalid token")
+    oauth.revoke()
+    oauth.during_call = uninstall_meanwhile(store, clock)
+
+    with pytest.raises(LocationNotInstalled):
+        await tokens.for_location(LOCATION)
+
+    assert (await store.get(LOCATION)).state is InstallationState.UNINSTALLED
+
+
+async def test_an_uninstall_during_an_inactive_mint_is_not_backed_off(
+    tokens, store, oauth, clock
+):
+    """The backoff record is never written over an uninstall."""
+    await install(store, oauth, clock, COMPANY, user_type=UserType.COMPANY)
+    await install(store, oauth, clock, with_refresh=False, company_id=COMPANY)
+    await expire(store, clock)
+    oauth.mint_errors[LOCATION] = LocationInactive("Location is not active")
+    oauth.during_call = uninstall_meanwhile(store, clock)
+
+    with pytest.raises((TokenUnavailable, LocationNotInstalled)):
+        await tokens.for_location(LOCATION)
+
+    stored = await store.get(LOCATION)
+    assert stored.state is InstallationState.UNINSTALLED
+    assert stored.retry_refresh_at is None
