@@ -55,6 +55,7 @@ async def test_every_field_survives_put_and_get(installations):
         state=InstallationState.NEEDS_REAUTH,
         state_reason="GHL said invalid_grant",
         updated_at=T0 - timedelta(minutes=3),
+        installed_at=T0 - timedelta(days=2),
     )
 
     await installations.put(installation)
