@@ -183,7 +183,14 @@ class FakeOAuth:
             raise TokenRevoked("Invalid grant: the code is invalid", "trace-1")
         return grant
 
-    async def refresh(self, refresh_token: str, user_type: UserType) -> TokenGrant:
+    async def refresh(
+        self,
+        refresh_token: str,
+        user_type: UserType,
+        *,
+        owner_id: str | None = None,
+        company_id: str | None = None,
+    ) -> TokenGrant:
         self.refreshes.append(refresh_token)
         await self._answer_later()
         if refresh_token in self._used_refresh:

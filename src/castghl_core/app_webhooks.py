@@ -71,7 +71,7 @@ class ReceiveAppWebhook:
             logger.info("app_webhook.ignored", extra={"type": str(event_type)})
             return AppWebhookResult(AppWebhookOutcome.IGNORED, str(event_type))
 
-        webhook_id = self._check(event)
+        webhook_id, stamped = self._check(event)
         fields = {
             "type": event_type,
             "webhook_id": webhook_id,
@@ -88,15 +88,16 @@ class ReceiveAppWebhook:
             return AppWebhookResult(AppWebhookOutcome.DUPLICATE, event_type, webhook_id)
 
         try:
-            await self._act(event_type, event)
+            await self._act(event_type, event, stamped)
         except BaseException:
             await self.leases.release(claim, claimant)
             raise
         logger.info("app_webhook.handled", extra=fields)
         return AppWebhookResult(AppWebhookOutcome.HANDLED, event_type, webhook_id)
 
-    def _check(self, event: Mapping[str, Any]) -> str:
-        """The webhookId of an event for this app stamped inside the window."""
+    def _check(self, event: Mapping[str, Any]) -> tuple[str, datetime]:
+        """The webhookId and timestamp of an event for this app stamped inside
+        the window."""
         if event.get("appId") != self.app_id:
             raise ForeignApp(
                 f"the webhook is for app {event.get('appId')!r}, not castghl's"
@@ -110,15 +111,19 @@ class ReceiveAppWebhook:
         webhook_id = _text(event, "webhookId")
         if webhook_id is None:
             raise InvalidPayload("the webhook has no webhookId")
-        return webhook_id
+        return webhook_id, stamped
 
-    async def _act(self, event_type: str, event: Mapping[str, Any]) -> None:
+    async def _act(
+        self, event_type: str, event: Mapping[str, Any], stamped: datetime
+    ) -> None:
         location_id = _text(event, "locationId")
         company_id = _text(event, "companyId")
+        # GHL retries a webhook for a while: the timestamp, not the arrival,
+        # orders an UNINSTALL against a reinstall (and an INSTALL after it).
         if event_type == "UNINSTALL":
-            await self.uninstall.uninstall(location_id, company_id)
+            await self.uninstall.uninstall(location_id, company_id, stamped=stamped)
         elif location_id is not None:
-            await self.install.add_location(company_id, location_id)
+            await self.install.add_location(company_id, location_id, stamped=stamped)
         else:
             # An agency-level install: its company token arrives through the
             # OAuth callback, which also mints for its locations.

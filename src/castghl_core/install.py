@@ -111,16 +111,34 @@ class InstallApp:
         )
         return InstallReport(UserType.COMPANY, company_id, connected, failed)
 
-    async def add_location(self, company_id: str | None, location_id: str) -> bool:
+    async def add_location(
+        self,
+        company_id: str | None,
+        location_id: str,
+        *,
+        stamped: datetime | None = None,
+    ) -> bool:
         """A location installed later under a stored company (INSTALL webhook).
 
         Returns False (nothing to do) when the location already has an active
-        installation or no active company installation can mint for it; a
-        location-level install is completed by the OAuth callback instead.
-        Raises GhlError or TokenUnavailable when minting fails (retry later).
+        installation, was uninstalled after `stamped` (the webhook's
+        timestamp: a late retry), or no active company installation can mint
+        for it; a location-level install is completed by the OAuth callback
+        instead. Raises GhlError or TokenUnavailable when minting fails.
         """
         existing = await self.installations.get(location_id)
         if existing is not None and existing.is_active:
+            return False
+        gone_at = existing.uninstalled_at if existing is not None else None
+        if stamped is not None and gone_at is not None and stamped < gone_at:
+            logger.warning(
+                "app.install_outdated",
+                extra={
+                    "location_id": location_id,
+                    "stamped": stamped.isoformat(),
+                    "uninstalled_at": gone_at.isoformat(),
+                },
+            )
             return False
         company = await self.installations.get(company_id) if company_id else None
         if company is None or not company.is_company or not company.is_active:
@@ -213,12 +231,18 @@ class UninstallApp:
     """How long settings and keys outlive an uninstall, for a reinstall."""
 
     async def uninstall(
-        self, location_id: str | None, company_id: str | None
+        self,
+        location_id: str | None,
+        company_id: str | None,
+        *,
+        stamped: datetime | None = None,
     ) -> list[str]:
         """Mark a location (or a company and its locations) uninstalled.
 
         Tokens are deleted now; settings and keys stay for `grace`. Returns
-        the owner ids that were uninstalled by this call.
+        the owner ids that were uninstalled by this call. An installation
+        made after `stamped` (the webhook's timestamp) is kept: the webhook
+        is a late retry of an uninstall the user has since undone.
         """
         if location_id:
             owners = [location_id]
@@ -231,7 +255,7 @@ class UninstallApp:
             ]
         else:
             return []
-        return [owner for owner in owners if await self._uninstall(owner)]
+        return [owner for owner in owners if await self._uninstall(owner, stamped)]
 
     async def forget_expired(self) -> list[str]:
         """Delete what uninstalls left once their grace period is over."""
@@ -254,9 +278,20 @@ class UninstallApp:
             logger.info("app.uninstall_forgotten", extra={"owner_id": current.owner_id})
         return forgotten
 
-    async def _uninstall(self, owner_id: str) -> bool:
+    async def _uninstall(self, owner_id: str, stamped: datetime | None) -> bool:
         installation = await self.installations.get(owner_id)
         if installation is None or installation.state is InstallationState.UNINSTALLED:
+            return False
+        installed_at = installation.installed_at
+        if stamped is not None and installed_at is not None and stamped < installed_at:
+            logger.warning(
+                "app.uninstall_outdated",
+                extra={
+                    "owner_id": owner_id,
+                    "stamped": stamped.isoformat(),
+                    "installed_at": installed_at.isoformat(),
+                },
+            )
             return False
         now = self.clock.now()
         await self.installations.put(

@@ -48,6 +48,9 @@ class Installation:
     uninstalled_at: datetime | None = None
     """When GHL said the app was uninstalled; settings and keys are forgotten
     a grace period after it."""
+    installed_at: datetime | None = None
+    """When an install (the OAuth callback or a mint) made this record; an
+    UNINSTALL webhook stamped earlier than this is a late retry, ignored."""
 
     def __repr__(self) -> str:
         return (

@@ -64,6 +64,7 @@ class TokenGrant:
             scopes=self.scopes,
             state=InstallationState.ACTIVE,
             updated_at=now,
+            installed_at=now,
         )
 
 

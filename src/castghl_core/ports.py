@@ -107,7 +107,11 @@ class InstallationStore(Protocol):
         self, installation: Installation, expected_refresh_token: str | None
     ) -> bool:
         """Write `installation` only if the stored refresh token is the expected
-        one (compare-and-set); False if another writer rotated it first."""
+        one (compare-and-set); False if another writer rotated it first.
+
+        Never writes over an installation stored as `uninstalled` (False):
+        an UNINSTALL landing during a refresh or a mint wins over it.
+        """
         ...
 
     async def list(self) -> Sequence[Installation]:
@@ -201,8 +205,19 @@ class GhlOAuth(Protocol):
         """The grant for an authorization code from the consent redirect."""
         ...
 
-    async def refresh(self, refresh_token: str, user_type: UserType) -> TokenGrant:
-        """A new token pair; from then on GHL refuses the refresh token given."""
+    async def refresh(
+        self,
+        refresh_token: str,
+        user_type: UserType,
+        *,
+        owner_id: str | None = None,
+        company_id: str | None = None,
+    ) -> TokenGrant:
+        """A new token pair; from then on GHL refuses the refresh token given.
+
+        `owner_id` and `company_id` are what the caller knows of the owner:
+        they fill in a grant whose answer leaves them out.
+        """
         ...
 
     async def location_token(

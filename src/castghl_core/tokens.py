@@ -72,6 +72,10 @@ class TokenPolicy:
     """Seconds between looks at the store while waiting for that refresh."""
     inactive_backoff: Backoff = Backoff(base=60, cap=3600)
     """Waits between refreshes GHL refuses with "Location is not active"."""
+    store_attempts: int = 4
+    """Tries to store a pair GHL rotated before keeping it in memory only."""
+    store_retry: Backoff = Backoff(base=0.2, cap=2.0)
+    """Waits between those tries (the lease is still held)."""
 
 
 class PeerRefreshing(TokenUnavailable):
@@ -81,6 +85,19 @@ class PeerRefreshing(TokenUnavailable):
         super().__init__(
             owner_id, "another castghl process is refreshing the token", retryable=True
         )
+
+
+class _StoreDown(Exception):
+    """The store failed every try of a write."""
+
+
+@attrs.frozen
+class _Unsaved:
+    """A pair GHL rotated that the store refused to take: kept in memory."""
+
+    expected: str | None
+    """The refresh token the store still holds (the dead one)."""
+    rotated: Installation
 
 
 @attrs.frozen
@@ -121,6 +138,9 @@ class RefreshingAccessTokens:
         self.owner = owner or f"tokens-{uuid.uuid4().hex[:12]}"
         """This process's name on refresh leases."""
         self._flights: dict[str, asyncio.Task[str]] = {}
+        self._unsaved: dict[str, _Unsaved] = {}
+        """Rotated pairs not yet in the store, by owner: written (or used)
+        before any other refresh of that owner."""
 
     # --- the AccessTokens port ----------------------------------------------
 
@@ -206,7 +226,8 @@ class RefreshingAccessTokens:
 
     async def _token(self, owner_id: str) -> str:
         installation = await self._usable(owner_id)
-        if not self._expiring(installation, self.policy.margin):
+        unsaved = owner_id in self._unsaved  # the stored pair is dead: resume
+        if not unsaved and not self._expiring(installation, self.policy.margin):
             return installation.access_token
         try:
             return await self._fly(
@@ -286,6 +307,9 @@ class RefreshingAccessTokens:
         try:
             # Read again under the lease: another process may just have written.
             installation = await self._usable(flight.owner_id)
+            unsaved = self._unsaved.get(flight.owner_id)
+            if unsaved is not None:
+                return await self._resume(unsaved, installation, flight)
             if self._fresh(installation, flight):
                 return installation.access_token
             return await self._rotate(installation, flight.trigger)
@@ -317,14 +341,52 @@ class RefreshingAccessTokens:
 
     # --- the refresh itself ---------------------------------------------------
 
-    async def _rotate(self, installation: Installation, trigger: Trigger) -> str:
-        """Get a new pair from GHL and store it before anyone uses it."""
+    async def _resume(
+        self, unsaved: _Unsaved, stored: Installation, flight: _Flight
+    ) -> str:
+        """Write a pair the store refused earlier, before refreshing again."""
+        owner_id = flight.owner_id
+        if stored.refresh_token != unsaved.expected:
+            # The store moved on (a reinstall, say): our pair is not wanted.
+            del self._unsaved[owner_id]
+            logger.warning("token.unsaved_pair_dropped", extra=owner_fields(stored))
+            if self._fresh(stored, flight):
+                return stored.access_token
+            return await self._rotate(stored, flight.trigger)
+        pair = unsaved.rotated
+        try:
+            if await self._write(pair, stored, attempts=1):
+                logger.info("token.unsaved_pair_stored", extra=owner_fields(pair))
+                stored = pair
+        except _StoreDown:
+            pass  # still in memory only: used, and written after a refresh
+
+        if self._fresh(pair, flight):
+            return pair.access_token
+        # Refreshed from the pair GHL knows, never from the dead one.
+        return await self._rotate(pair, flight.trigger, stored)
+
+    async def _rotate(
+        self,
+        installation: Installation,
+        trigger: Trigger,
+        stored: Installation | None = None,
+    ) -> str:
+        """Get a new pair from GHL and store it before anyone uses it.
+
+        `stored` is the record in the store, when it is not `installation`
+        itself (a pair kept in memory that the store has not taken yet).
+        """
+        stored = stored or installation
         try:
             if installation.refresh_token is None:
                 grant = await self._mint(installation)
             else:
                 grant = await self.oauth.refresh(
-                    installation.refresh_token, installation.user_type
+                    installation.refresh_token,
+                    installation.user_type,
+                    owner_id=installation.owner_id,
+                    company_id=installation.company_id,
                 )
         except TokenRevoked as error:
             return await self._after_invalid_grant(installation, error)
@@ -356,10 +418,14 @@ class RefreshingAccessTokens:
                 retryable=True,
             ) from error
 
-        return await self._store(installation, grant, trigger)
+        return await self._store(installation, grant, trigger, stored)
 
     async def _store(
-        self, installation: Installation, grant: TokenGrant, trigger: Trigger
+        self,
+        installation: Installation,
+        grant: TokenGrant,
+        trigger: Trigger,
+        stored: Installation,
     ) -> str:
         now = self.clock.now()
         rotated = attrs.evolve(
@@ -374,14 +440,21 @@ class RefreshingAccessTokens:
             retry_refresh_at=None,
             updated_at=now,
         )
-        expected = installation.refresh_token
-        # XXX: the compare-and-set looks at the refresh token only. A minted
-        # token has none, and neither has an uninstalled installation, so an
-        # UNINSTALL landing during a mint can be overwritten; and a store
-        # that fails right here loses a pair GHL already rotated (the next
-        # refresh then reports needs_reauth). A version number on the record
-        # would close the first; a retried write would narrow the second.
-        if not await self.installations.replace_if_refresh_token(rotated, expected):
+        try:
+            written = await self._write(rotated, stored, self.policy.store_attempts)
+        except _StoreDown:
+            # XXX: GHL has rotated the pair and the store keeps refusing it.
+            # It lives in this process's memory only (used, and written,
+            # before any other refresh of the owner); a crash or restart of
+            # the process now loses it, and the owner then needs_reauth.
+            self._unsaved[installation.owner_id] = _Unsaved(
+                stored.refresh_token, rotated
+            )
+            logger.error(  # noqa: TRY400 - the store retries logged each failure
+                "token.store_failed", extra=owner_fields(installation)
+            )
+            return rotated.access_token
+        if not written:
             # Our lease lapsed while GHL was slow and another process stored
             # its own rotation (or the app was uninstalled): the store wins.
             logger.warning("token.refresh_superseded", extra=owner_fields(installation))
@@ -397,6 +470,36 @@ class RefreshingAccessTokens:
             },
         )
         return rotated.access_token
+
+    async def _write(
+        self, record: Installation, stored: Installation, attempts: int
+    ) -> bool:
+        """Compare-and-set `record` over `stored`; False if the store moved on.
+
+        A store that fails is tried `attempts` times in all, with short waits
+        (the caller holds the lease); then _StoreDown is raised.
+        """
+        for attempt in range(attempts):
+            try:
+                written = await self.installations.replace_if_refresh_token(
+                    record, stored.refresh_token
+                )
+            except Exception as error:  # noqa: BLE001 - any store's failure
+                logger.warning(
+                    "token.store_retry",
+                    extra={
+                        **owner_fields(record),
+                        "attempt": attempt + 1,
+                        "error_class": type(error).__name__,
+                    },
+                )
+                if attempt + 1 < attempts:
+                    await self.clock.sleep(self.policy.store_retry.delay(attempt))
+                continue
+            if written:
+                self._unsaved.pop(record.owner_id, None)
+            return written
+        raise _StoreDown(record.owner_id)
 
     async def _mint(self, installation: Installation) -> TokenGrant:
         """A new location token from the company token (no refresh token kept)."""

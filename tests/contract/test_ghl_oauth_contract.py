@@ -494,3 +494,45 @@ async def test_a_refresh_token_echoed_by_ghl_is_redacted(
     assert "[redacted]" in str(caught.value)
     assert secret not in str(caught.value)
     assert all(secret not in repr(vars(record)) for record in caplog.records)
+
+
+async def bare_token_server(aiohttp_server) -> str:
+    """A stand-in GHL whose token answer names no owner (no locationId)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"access_token": "at-new", "refresh_token": "rt-new", "expires_in": 600}
+        )
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", answer)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return str(server.make_url(""))
+
+
+async def test_a_refresh_answer_naming_no_owner_keeps_the_rotated_pair(
+    aiohttp_server, session
+):
+    """GHL rotated the pair: the grant is kept, owned by the owner castghl knows."""
+    base_url = await bare_token_server(aiohttp_server)
+    client = GhlHttpClient(session, base_url, credentials=GhlCredentials("a-b", "s"))
+
+    grant = await client.refresh(
+        "rt-old", UserType.LOCATION, owner_id=LOCATION, company_id="Comp1"
+    )
+
+    assert (grant.access_token, grant.refresh_token) == ("at-new", "rt-new")
+    assert grant.owner_id == LOCATION
+    assert grant.company_id == "Comp1"
+
+
+async def test_a_refresh_answer_naming_no_owner_is_kept_even_unasked(
+    aiohttp_server, session
+):
+    """Without the owner given, a 2xx with both tokens is still a grant."""
+    base_url = await bare_token_server(aiohttp_server)
+    client = GhlHttpClient(session, base_url, credentials=GhlCredentials("a-b", "s"))
+
+    grant = await client.refresh("rt-old", UserType.COMPANY)
+
+    assert (grant.access_token, grant.refresh_token) == ("at-new", "rt-new")

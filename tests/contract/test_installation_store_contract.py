@@ -55,6 +55,7 @@ async def test_every_field_survives_put_and_get(installations):
         state=InstallationState.NEEDS_REAUTH,
         state_reason="GHL said invalid_grant",
         updated_at=T0 - timedelta(minutes=3),
+        installed_at=T0 - timedelta(days=2),
     )
 
     await installations.put(installation)
@@ -241,3 +242,34 @@ async def test_cas_can_mark_needs_reauth_with_the_token_it_refused(installations
 
     assert await installations.replace_if_refresh_token(marked, REFRESH) is True
     assert (await installations.get("loc-1")).state is InstallationState.NEEDS_REAUTH
+
+
+async def test_cas_never_writes_over_an_uninstall(installations):
+    """An uninstalled record (no refresh token) refuses a CAS expecting None."""
+    uninstalled = make_installation(
+        access_token="",
+        refresh_token=None,
+        state=InstallationState.UNINSTALLED,
+        uninstalled_at=T0,
+    )
+    await installations.put(uninstalled)
+
+    written = await installations.replace_if_refresh_token(
+        rotated(make_installation(), 1), None
+    )
+
+    assert written is False
+    assert await installations.get("loc-1") == uninstalled
+
+
+async def test_cas_never_writes_over_an_uninstall_keeping_its_token(installations):
+    """Even with the expected refresh token still stored, an uninstall wins."""
+    uninstalled = make_installation(state=InstallationState.UNINSTALLED)
+    await installations.put(uninstalled)
+
+    written = await installations.replace_if_refresh_token(
+        make_installation(state=InstallationState.NEEDS_REAUTH), REFRESH
+    )
+
+    assert written is False
+    assert (await installations.get("loc-1")).state is InstallationState.UNINSTALLED

@@ -156,8 +156,10 @@ async def test_a_declined_consent_stores_nothing(make_service, ghl):
     assert await installed(service) == []
 
 
-async def test_a_code_ghl_refuses_shows_its_trace_id(make_service, ghl, caplog):
-    """A replayed callback: GHL says invalid grant; the page and log say why."""
+async def test_a_reloaded_callback_is_a_400_saying_the_link_was_used(
+    make_service, ghl, caplog
+):
+    """A replayed callback: GHL says invalid grant; a 400 page says start again."""
     service = await make_service()
     path, query = await consent_redirect(service)
     params = {"code": query["code"][0], "state": query["state"][0]}
@@ -167,11 +169,44 @@ async def test_a_code_ghl_refuses_shows_its_trace_id(make_service, ghl, caplog):
     status, page = await service.request("GET", path, params=params)
 
     [failure] = [r for r in caplog.records if r.msg == "oauth.exchange_failed"]
-    assert status == 502
-    assert "HighLevel refused the installation" in page
+    assert status == 400
+    assert "already used or has expired" in page
+    assert INSTALL_PATH in page
     assert failure.trace_id
     assert failure.trace_id in page
     assert await installed(service) == []
+
+
+async def test_a_bogus_code_with_a_valid_state_is_a_400(make_service, ghl):
+    """A code GHL never issued is the link's fault, not HighLevel's: 400."""
+    service = await make_service()
+    state = service.services.oauth.signer.issue()
+
+    status, page = await service.request(
+        "GET", CALLBACK_PATH, params={"code": "made-up", "state": state}
+    )
+
+    assert status == 400
+    assert "already used or has expired" in page
+    assert await installed(service) == []
+
+
+async def test_ghls_error_description_is_not_shown_on_the_page(make_service, caplog):
+    """A declined consent's error_description is logged, never reflected."""
+    service = await make_service()
+    state = service.services.oauth.signer.issue()
+    planted = "Call +63 900 000 0000 to claim your prize"
+
+    status, page = await service.request(
+        "GET",
+        CALLBACK_PATH,
+        params={"state": state, "error": "access_denied", "error_description": planted},
+    )
+
+    assert status == 400
+    assert planted not in page
+    [logged] = [r for r in caplog.records if r.msg == "oauth.not_approved"]
+    assert logged.reason == planted
 
 
 async def test_without_client_credentials_the_oauth_routes_answer_503(

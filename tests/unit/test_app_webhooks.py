@@ -172,3 +172,52 @@ async def test_a_failed_action_can_be_retried_with_the_same_id(
 
     assert result.outcome is AppWebhookOutcome.HANDLED
     assert (await store.get("LocD")).is_active
+
+
+async def test_a_late_uninstall_retry_keeps_a_reinstall(receive, store, oauth, clock):
+    """An UNINSTALL stamped before the reinstall it arrives after is ignored."""
+    stamped = clock.now()
+    clock.advance(30)
+    reinstall = oauth.grant(UserType.LOCATION, "LocD", COMPANY)
+    await store.put(reinstall.installation(clock.now()))
+    clock.advance(30)
+
+    result = await receive(
+        event(clock, "UNINSTALL", timestamp=stamped.isoformat()), SIGNED
+    )
+
+    assert result.outcome is AppWebhookOutcome.HANDLED
+    stored = await store.get("LocD")
+    assert stored.state is InstallationState.ACTIVE
+    assert stored.access_token == reinstall.access_token
+    assert stored.uninstalled_at is None
+
+
+async def test_an_uninstall_stamped_after_the_install_uninstalls(
+    receive, store, oauth, clock
+):
+    """The timestamp check keeps a timely UNINSTALL working."""
+    await store.put(
+        oauth.grant(UserType.LOCATION, "LocD", COMPANY).installation(clock.now())
+    )
+    clock.advance(30)
+
+    await receive(event(clock, "UNINSTALL"), SIGNED)
+
+    assert (await store.get("LocD")).state is InstallationState.UNINSTALLED
+
+
+async def test_a_late_install_retry_does_not_undo_an_uninstall(
+    receive, store, oauth, clock
+):
+    """An INSTALL stamped before a later UNINSTALL mints nothing."""
+    stamped = clock.now()
+    await receive(event(clock), SIGNED)
+    clock.advance(30)
+    await receive(event(clock, "UNINSTALL", webhookId="wh-2"), SIGNED)
+    clock.advance(30)
+
+    await receive(event(clock, timestamp=stamped.isoformat(), webhookId="wh-3"), SIGNED)
+
+    assert len(oauth.mints) == 1
+    assert (await store.get("LocD")).state is InstallationState.UNINSTALLED

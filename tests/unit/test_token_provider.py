@@ -610,3 +610,156 @@ async def test_closing_lets_a_refresh_under_way_store_its_pair(
     stored = await store.get(LOCATION)
     assert stored.refresh_token not in {installed.refresh_token, None}
     assert stored.refresh_token in oauth._live_refresh
+
+
+# --- a store that fails after GHL rotated the pair ------------------------------
+
+
+class FlakyStore(MemoryInstallationStore):
+    """A memory store whose next `failures` compare-and-sets raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def replace_if_refresh_token(self, installation, expected_refresh_token):
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("the store is down")
+        return await super().replace_if_refresh_token(
+            installation, expected_refresh_token
+        )
+
+
+@pytest.fixture
+def flaky():
+    return FlakyStore()
+
+
+async def test_a_store_failure_after_rotation_is_retried_until_the_pair_lands(
+    flaky, leases, oauth, clock, policy
+):
+    """A store failing twice right after GHL rotated the pair still gets it."""
+    tokens = RefreshingAccessTokens(flaky, leases, oauth, clock, policy)
+    installed = await install(flaky, oauth, clock)
+    await expire(flaky, clock)
+    flaky.failures = 2
+
+    token = await tokens.for_location(LOCATION)
+
+    stored = await flaky.get(LOCATION)
+    assert token == stored.access_token != installed.access_token
+    assert stored.refresh_token in oauth._live_refresh
+
+
+async def test_a_pair_the_store_refuses_is_kept_and_written_before_any_refresh(
+    flaky, leases, oauth, clock, policy
+):
+    """A pair the store never took is used from memory, then stored, not lost."""
+    tokens = RefreshingAccessTokens(flaky, leases, oauth, clock, policy)
+    installed = await install(flaky, oauth, clock)
+    await expire(flaky, clock)
+    flaky.failures = policy.store_attempts
+
+    first = await tokens.for_location(LOCATION)
+    assert (await flaky.get(LOCATION)).refresh_token == installed.refresh_token
+
+    second = await tokens.for_location(LOCATION)  # the store is back
+
+    stored = await flaky.get(LOCATION)
+    assert first == second == stored.access_token != installed.access_token
+    assert stored.refresh_token in oauth._live_refresh
+    assert oauth.refreshes == [installed.refresh_token]
+
+
+async def test_the_next_refresh_uses_the_pair_kept_in_memory(
+    flaky, leases, oauth, clock, policy
+):
+    """When the kept pair expires, it (not the dead stored one) is refreshed."""
+    tokens = RefreshingAccessTokens(flaky, leases, oauth, clock, policy)
+    installed = await install(flaky, oauth, clock)
+    await expire(flaky, clock)
+    flaky.failures = policy.store_attempts + 1  # the resumed write fails too
+    kept = await tokens.for_location(LOCATION)
+    clock.advance(oauth.lifetime)
+
+    token = await tokens.for_location(LOCATION)
+
+    stored = await flaky.get(LOCATION)
+    assert token == stored.access_token not in {kept, installed.access_token}
+    assert oauth.reused == 0
+    assert len(oauth.refreshes) == 2
+    assert stored.state is InstallationState.ACTIVE
+
+
+# --- an UNINSTALL landing during a refresh ----------------------------------------
+
+
+def uninstall_meanwhile(store, clock):
+    """A during_call that stores the UNINSTALL webhook's record."""
+
+    async def uninstall():
+        current = await store.get(LOCATION)
+        await store.put(
+            attrs.evolve(
+                current,
+                access_token="",
+                refresh_token=None,
+                state=InstallationState.UNINSTALLED,
+                uninstalled_at=clock.now(),
+            )
+        )
+
+    return uninstall
+
+
+async def test_an_uninstall_during_a_mint_is_not_overwritten(
+    tokens, store, oauth, clock
+):
+    """A minted token never re-activates a location uninstalled meanwhile."""
+    await install(store, oauth, clock, COMPANY, user_type=UserType.COMPANY)
+    await install(store, oauth, clock, with_refresh=False, company_id=COMPANY)
+    await expire(store, clock)
+    oauth.during_call = uninstall_meanwhile(store, clock)
+
+    with pytest.raises(LocationNotInstalled):
+        await tokens.for_location(LOCATION)
+
+    stored = await store.get(LOCATION)
+    assert stored.state is InstallationState.UNINSTALLED
+    assert stored.uninstalled_at is not None
+
+
+async def test_an_uninstall_during_a_refused_mint_is_not_marked_needs_reauth(
+    tokens, store, oauth, clock
+):
+    """needs_reauth is never written over an uninstall that landed meanwhile."""
+    await install(store, oauth, clock, COMPANY, user_type=UserType.COMPANY)
+    await install(store, oauth, clock, with_refresh=False, company_id=COMPANY)
+    await expire(store, clock)
+    oauth.mint_errors[LOCATION] = GhlUnauthorized("Invalid token")
+    oauth.revoke()
+    oauth.during_call = uninstall_meanwhile(store, clock)
+
+    with pytest.raises(LocationNotInstalled):
+        await tokens.for_location(LOCATION)
+
+    assert (await store.get(LOCATION)).state is InstallationState.UNINSTALLED
+
+
+async def test_an_uninstall_during_an_inactive_mint_is_not_backed_off(
+    tokens, store, oauth, clock
+):
+    """The backoff record is never written over an uninstall."""
+    await install(store, oauth, clock, COMPANY, user_type=UserType.COMPANY)
+    await install(store, oauth, clock, with_refresh=False, company_id=COMPANY)
+    await expire(store, clock)
+    oauth.mint_errors[LOCATION] = LocationInactive("Location is not active")
+    oauth.during_call = uninstall_meanwhile(store, clock)
+
+    with pytest.raises((TokenUnavailable, LocationNotInstalled)):
+        await tokens.for_location(LOCATION)
+
+    stored = await store.get(LOCATION)
+    assert stored.state is InstallationState.UNINSTALLED
+    assert stored.retry_refresh_at is None

@@ -211,8 +211,20 @@ class GhlHttpClient:
         )
         return _grant(reply, self._endpoints.token)
 
-    async def refresh(self, refresh_token: str, user_type: UserType) -> TokenGrant:
-        """A new token pair; from then on GHL refuses the refresh token given."""
+    async def refresh(
+        self,
+        refresh_token: str,
+        user_type: UserType,
+        *,
+        owner_id: str | None = None,
+        company_id: str | None = None,
+    ) -> TokenGrant:
+        """A new token pair; from then on GHL refuses the refresh token given.
+
+        GHL has already rotated the pair when it answers 2xx, so an answer
+        with both tokens is never refused: what it leaves out of the owner is
+        taken from `owner_id` and `company_id`.
+        """
         credentials = self._require_credentials()
         form = {
             "client_id": credentials.client_id,
@@ -228,7 +240,17 @@ class GhlHttpClient:
             secrets=(refresh_token, credentials.client_secret),
             context={"user_type": UserType(user_type).value},
         )
-        return _grant(reply, self._endpoints.token, user_type=user_type)
+        user_type = UserType(user_type)
+        location = owner_id if user_type is UserType.LOCATION else None
+        company = owner_id if user_type is UserType.COMPANY else company_id
+        return _grant(
+            reply,
+            self._endpoints.token,
+            user_type=user_type,
+            location_id=location,
+            company_id=company,
+            rotated=True,
+        )
 
     async def location_token(
         self, company_token: str, company_id: str, location_id: str
@@ -431,8 +453,13 @@ def _grant(
     user_type: UserType | None = None,
     location_id: str | None = None,
     company_id: str | None = None,
+    rotated: bool = False,
 ) -> TokenGrant:
-    """A TokenGrant from a token answer; unusable answers are GhlUnavailable."""
+    """A TokenGrant from a token answer; unusable answers are GhlUnavailable.
+
+    With `rotated` (a refresh) an answer carrying both tokens is kept even if
+    it names no owner: refusing it would lose a pair GHL already rotated.
+    """
     if not isinstance(reply, dict) or not _text(reply.get("access_token")):
         # A refresh may have used up the refresh token all the same: the next
         # refresh then meets "Invalid grant", which says so clearly.
@@ -442,7 +469,8 @@ def _grant(
         user_type = UserType(stated)
     user_type = user_type or UserType.LOCATION
     owner = reply.get("locationId" if user_type is UserType.LOCATION else "companyId")
-    if not _text(owner) and not (location_id or company_id):
+    has_pair = _text(reply.get("refresh_token")) is not None
+    if not _text(owner) and not (location_id or company_id or (rotated and has_pair)):
         raise GhlUnavailable(f"GHL {route.name} answered a token for nobody")
     expires_in = reply.get("expires_in")
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from castghl_core.installations import Installation
+from castghl_core.installations import Installation, InstallationState
 from castghl_core.jobs import JobState, OutboundJob
 from castghl_core.locations import LocationSettings
 
@@ -113,9 +113,11 @@ class MemoryInstallationStore:
     async def replace_if_refresh_token(
         self, installation: Installation, expected_refresh_token: str | None
     ) -> bool:
-        """Compare-and-set on the stored refresh token."""
+        """Compare-and-set on the stored refresh token; never over an uninstall."""
         current = self._installations.get(installation.owner_id)
         if current is None or current.refresh_token != expected_refresh_token:
+            return False
+        if current.state is InstallationState.UNINSTALLED:
             return False
         self._installations[installation.owner_id] = installation
         return True

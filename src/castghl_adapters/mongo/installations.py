@@ -9,7 +9,7 @@ from typing import Any
 from castghl_adapters.crypto import SecretCipher
 from castghl_adapters.mongo import _documents
 from castghl_adapters.mongo.database import INSTALLATIONS, MongoDatabase
-from castghl_core.installations import Installation
+from castghl_core.installations import Installation, InstallationState
 
 _KEY = "owner_id"
 _DIGEST = "refresh_token_sha256"
@@ -50,7 +50,8 @@ class MongoInstallationStore:
         self, installation: Installation, expected_refresh_token: str | None
     ) -> bool:
         """Write `installation` only if the stored refresh token is the expected
-        one; False if another writer rotated it first (or there is none)."""
+        one; False if another writer rotated it first (or there is none, or
+        it is uninstalled)."""
         # One conditional replace: the server checks the digest and writes in
         # one step, so of two replicas refreshing from the same token one wins.
         document = self._to_document(installation)
@@ -59,6 +60,7 @@ class MongoInstallationStore:
                 {
                     "_id": installation.owner_id,
                     _DIGEST: refresh_token_digest(expected_refresh_token),
+                    "state": {"$ne": InstallationState.UNINSTALLED.value},
                 },
                 document,
             )

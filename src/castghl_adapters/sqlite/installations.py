@@ -9,7 +9,7 @@ from typing import Any
 from castghl_adapters.crypto import SecretCipher
 from castghl_adapters.sqlite import _documents
 from castghl_adapters.sqlite.database import SqliteDatabase
-from castghl_core.installations import Installation
+from castghl_core.installations import Installation, InstallationState
 
 _UPSERT = (
     "INSERT INTO installations (owner_id, document) VALUES (?, ?)"
@@ -50,7 +50,8 @@ class SqliteInstallationStore:
         self, installation: Installation, expected_refresh_token: str | None
     ) -> bool:
         """Write `installation` only if the stored refresh token is the expected
-        one; False if another writer rotated it first (or there is none)."""
+        one; False if another writer rotated it first (or there is none, or
+        it is uninstalled)."""
         # The stored token is sealed with a fresh nonce each time, so SQL
         # cannot compare it; the comparison runs inside the write transaction,
         # which holds the file's write lock from the read to the write.
@@ -64,8 +65,10 @@ class SqliteInstallationStore:
             )
             if not rows:
                 return False
-            stored = self._from_row(rows[0]).refresh_token
-            if not _same_token(stored, expected_refresh_token):
+            stored = self._from_row(rows[0])
+            if stored.state is InstallationState.UNINSTALLED:
+                return False
+            if not _same_token(stored.refresh_token, expected_refresh_token):
                 return False
             await connection.execute(_UPSERT, row)
             return True

@@ -19,7 +19,13 @@ from castghl_app.services import Services
 from castghl_app.web.errors import json_error, read_capped
 from castghl_app.web.keys import SERVICES
 from castghl_app.web.pages import html_page
-from castghl_core.errors import GhlError, TokenUnavailable
+from castghl_core.errors import (
+    GhlError,
+    GhlRejected,
+    GhlUnavailable,
+    TokenRevoked,
+    TokenUnavailable,
+)
 from castghl_core.install import InstallReport
 
 logger = logging.getLogger(__name__)
@@ -28,7 +34,7 @@ _NOT_CONFIGURED = (
     "installs are turned off: set CASTGHL_GHL_CLIENT_ID and "
     "CASTGHL_GHL_CLIENT_SECRET (the marketplace app's OAuth credentials)"
 )
-_MAX_SHOWN_ERROR = 200
+_BAD_REQUEST = 400
 
 
 def _not_configured() -> web.Response:
@@ -71,12 +77,14 @@ async def callback(request: web.Request) -> web.Response:
             more=[f"Start the installation again from {INSTALL_PATH}."],
         )
     if "error" in query or not query.get("code"):
+        # GHL's words are logged, never shown: the page would reflect any
+        # text a crafted link put in the query on castghl's own domain.
         reason = query.get("error_description") or query.get("error") or "no code"
         logger.warning("oauth.not_approved", extra={"reason": reason[:100]})
         return html_page(
             400,
             "The installation was not approved",
-            [f"HighLevel sent no authorization code ({reason[:100]})."],
+            ["HighLevel sent no authorization code."],
             more=[f"Start the installation again from {INSTALL_PATH}."],
         )
 
@@ -108,10 +116,32 @@ async def callback(request: web.Request) -> web.Response:
 
 def _exchange_failed(error: GhlError) -> web.Response:
     trace = f"GHL's traceId: {error.trace_id}." if error.trace_id else ""
+    used_up = isinstance(error, TokenRevoked) or (
+        isinstance(error, GhlRejected) and error.http_status == _BAD_REQUEST
+    )
+    if used_up:
+        # A reloaded callback, or a code that is not GHL's: the browser's
+        # request is what is wrong, not HighLevel.
+        return html_page(
+            400,
+            "This install link was already used or has expired",
+            [
+                "HighLevel did not accept the authorization code.",
+                f"Start again from {INSTALL_PATH}.",
+                trace,
+            ],
+        )
+    if isinstance(error, GhlUnavailable):
+        return html_page(
+            502,
+            "HighLevel could not be reached",
+            ["castghl could not finish the installation with HighLevel.", trace],
+            more=[f"Nothing was stored. Start again from {INSTALL_PATH}."],
+        )
     return html_page(
         502,
         "HighLevel refused the installation",
-        [str(error)[:_MAX_SHOWN_ERROR], trace],
+        ["HighLevel refused to exchange the authorization code.", trace],
         more=[
             (
                 "Nothing was stored. Start the installation again from "
