@@ -326,8 +326,8 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_url,
         "",
         "Public URL of this service (https://…); the OAuth redirect URI is "
-        "<url>/oauth/callback. Empty: the URL a request came in on (fine "
-        "locally, wrong behind a TLS proxy).",
+        "<url>/oauth/callback. Required for installs off loopback; empty: the "
+        "URL a request came in on, for 127.0.0.1/localhost only.",
     ),
     Setting(
         "ghl_client_id",

@@ -70,6 +70,22 @@ async def test_a_configured_public_url_makes_the_redirect_uri(make_service):
     assert query["redirect_uri"] == ["https://castghl.example/oauth/callback"]
 
 
+@pytest.mark.parametrize("host", ["attacker.example", "castghl.example:443"])
+async def test_a_public_host_without_a_public_url_is_refused(make_service, host):
+    """The Host header is the client's to choose: off loopback, castghl builds
+    no redirect URI from it and asks for CASTGHL_PUBLIC_URL instead."""
+    service = await make_service()
+
+    async with service.http.get(
+        service.url + INSTALL_PATH, headers={"Host": host}, allow_redirects=False
+    ) as answer:
+        body = await answer.json()
+
+    assert answer.status == 503
+    assert body["error"] == "public_url_required"
+    assert "Location" not in answer.headers
+
+
 # --- a location install -------------------------------------------------------
 
 

@@ -50,7 +50,18 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class PublicUrlRequired(Exception):
+    """An install route was reached on a public host with no CASTGHL_PUBLIC_URL."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "set CASTGHL_PUBLIC_URL: redirect URIs are built from it, never from "
+            "a request's Host header (which a client chooses), except on loopback"
+        )
+
+
 _CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (PublicUrlRequired, 503, "public_url_required"),
     (SignatureRejected, 401, "invalid_signature"),
     (StaleWebhook, 400, "stale_webhook"),
     (ForeignApp, 403, "wrong_app"),

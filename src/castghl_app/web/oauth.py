@@ -16,7 +16,7 @@ from aiohttp import web
 
 from castghl_app.oauth_setup import INSTALL_PATH, InvalidState, OAuthSetup
 from castghl_app.services import Services
-from castghl_app.web.errors import json_error, read_capped
+from castghl_app.web.errors import PublicUrlRequired, json_error, read_capped
 from castghl_app.web.keys import SERVICES
 from castghl_app.web.pages import html_page
 from castghl_core.errors import (
@@ -41,7 +41,16 @@ def _not_configured() -> web.Response:
     return json_error(503, "oauth_not_configured", _NOT_CONFIGURED)
 
 
-def _origin(request: web.Request) -> str:
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _origin(request: web.Request, setup: OAuthSetup) -> str:
+    """Where this service is reached: CASTGHL_PUBLIC_URL, or, on loopback only
+    (the demo, tests), the URL the request came in on."""
+    if setup.public_url:
+        return setup.public_url
+    if request.url.host not in _LOOPBACK_HOSTS:
+        raise PublicUrlRequired
     return f"{request.scheme}://{request.host}"
 
 
@@ -50,7 +59,7 @@ async def install(request: web.Request) -> web.Response:
     setup = request.app[SERVICES].oauth
     if setup is None:
         return _not_configured()
-    redirect_uri = setup.redirect_uri(_origin(request))
+    redirect_uri = setup.redirect_uri(_origin(request, setup))
     link = setup.consent_link(redirect_uri, setup.signer.issue())
     logger.info("oauth.install_started", extra={"redirect_uri": redirect_uri})
     return web.Response(
@@ -88,7 +97,7 @@ async def callback(request: web.Request) -> web.Response:
             more=[f"Start the installation again from {INSTALL_PATH}."],
         )
 
-    redirect_uri = setup.redirect_uri(_origin(request))
+    redirect_uri = setup.redirect_uri(_origin(request, setup))
     try:
         report = await services.install_app.complete(query["code"], redirect_uri)
     except GhlError as error:
@@ -111,7 +120,7 @@ async def callback(request: web.Request) -> web.Response:
             "failed": [f.location_id for f in report.failed],
         },
     )
-    return await _connected_page(services, setup, report, _origin(request))
+    return await _connected_page(services, setup, report, _origin(request, setup))
 
 
 def _exchange_failed(error: GhlError) -> web.Response:
