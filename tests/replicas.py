@@ -105,8 +105,6 @@ class MongoReplicas:
     name: str = "mongodb"
 
     def env(self) -> dict[str, str]:
-        # XXX: the setting names are those the MongoDB adapter's brief
-        # implies; check them against settings.py once that branch is merged.
         return {
             "CASTGHL_STATE_STORE": "mongodb",
             "CASTGHL_MONGODB_URI": self.uri,
@@ -221,10 +219,10 @@ async def seed_installation(
 ) -> list[str]:
     """Install the app for `location_id` as OAuth would; return the tokens.
 
-    XXX: written straight into the store because there is no OAuth route
-    yet; once there is, this should run the sandbox's install flow against
-    one replica instead. Callers only rely on the tokens returned (secrets
-    that must never show up in a log).
+    Written straight into the store: these tests are about sharing the
+    outbox, and the replicas run without GHL client credentials; the install
+    flow itself is tested in test_installs.py. Callers only rely on the
+    tokens returned (secrets that must never show up in a log).
     """
     token = ghl.issue_location_token(location_id)
     await store.installations.put(
