@@ -5,11 +5,13 @@ Measures, on this machine and in one run:
             answers 200 (bench/baseline_server.py)
   accept    castghl's Delivery URL: verify, parse, durable claim, 200
   e2e       delivery -> Cast send -> Cast delivery status -> GHL `delivered`
-for each store backend available (sqlite; mongodb once its adapter is merged
-and a server is given). Every server under test is its own process, so its
-peak memory (VmHWM) is its own; the load generator and the GHL and Cast
-sandboxes run in this process, on 127.0.0.1 only, with bounded request
-counts and times. Prints a table and writes bench/results.json.
+for each store backend: sqlite, and mongodb (on the server given by
+--mongodb-uri or $CASTGHL_TEST_MONGODB_URI, else on a SecantusDB test server
+the bench starts in memory and stops at the end). Every server under test is
+its own process, so its peak memory (VmHWM) is its own; the load generator
+and the GHL and Cast sandboxes run in this process, on 127.0.0.1 only, with
+bounded request counts and times. Prints a table and writes
+bench/results.json.
 """
 
 from __future__ import annotations
@@ -35,21 +37,29 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-# The code under test is this checkout's, and the process harness is the
-# one the replica tests use.
+# The code under test is this checkout's, and the process harness and the
+# SecantusDB launcher are the ones the tests use.
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import aiohttp  # noqa: E402
 
 from castghl_app.sandbox.cast import CastSandbox  # noqa: E402
 from castghl_app.sandbox.ghl import GhlSandbox  # noqa: E402
+from secantus_process import (  # noqa: E402
+    SecantusProcess,
+    SecantusStartError,
+    SecantusUnavailable,
+    secantus_version,
+)
 
 from replicas import (  # noqa: E402
     BACKEND_NAMES,
+    MONGODB_URI_ENV,
     BackendUnavailable,
     ReplicaSet,
     free_port,
     make_backend,
+    require_mongodb_adapter,
     seed_installation,
 )
 
@@ -320,7 +330,7 @@ class Service:
             await self.replicas.configure_location(
                 location_id,
                 sender_id="BENCH",
-                api_key=f"cast_test_{secrets.token_hex(12)}",
+                api_key=f"cast_test_{secrets.token_hex(16)}",
             )
         return [replica.delivery_url for replica in started]
 
@@ -369,9 +379,10 @@ async def measure_e2e(
     ghl: GhlSandbox,
     args: argparse.Namespace,
     *,
+    messages: int,
     processes: int = 1,
 ) -> Figure:
-    """Deliveries through to GHL's `delivered`, over many locations.
+    """`messages` deliveries through to GHL's `delivered`, over many locations.
 
     Cast sends are paced per API key (10 a second, ADR 0008), so the
     messages are spread over `--locations` keys, as over many tenants.
@@ -384,7 +395,7 @@ async def measure_e2e(
         service = Service(backend, Path(workdir), cast, ghl, args)
         try:
             urls = await service.start(locations, processes)
-            ids, requests = signed_deliveries(ghl, locations, args.messages)
+            ids, requests = signed_deliveries(ghl, locations, messages)
             begin = time.time()
             cpu_before = service.cpu_seconds()
             load = await drive(
@@ -408,7 +419,9 @@ async def measure_e2e(
             )
             name = "e2e" if processes == 1 else f"e2e x{processes}"
             figure = _figure(name, backend, e2e, service.peak_rss_kib(), cpu)
-            figure.note = f"{args.locations} locations, {processes} process(es)"
+            figure.note = (
+                f"{messages} msgs, {args.locations} locations, {processes} process(es)"
+            )
             return figure
         finally:
             await service.stop()
@@ -434,21 +447,71 @@ async def _wait_reported(
     return reported
 
 
+# --- the MongoDB server -------------------------------------------------------------
+
+
+SECANTUS_MESSAGES = 300
+"""Messages per e2e run on the bench's own SecantusDB (see --mongodb-messages)."""
+
+SECANTUS_NO_REPLICAS = (
+    "SecantusDB answers on one thread and scans the whole outbox for each "
+    "pick-up poll, so more processes polling it only slow it down; give "
+    "--mongodb-uri to measure this"
+)
+
+
+def start_secantus(workdir: Path) -> SecantusProcess:
+    """A SecantusDB server in memory on 127.0.0.1, for the mongodb backend.
+
+    BackendUnavailable if the adapter or SecantusDB is missing, or the server
+    does not come up. Each measure still gets a database of its own on it
+    (replicas.mongodb_backend), dropped when the measure ends.
+    """
+    require_mongodb_adapter()
+    try:
+        return SecantusProcess.start(workdir)
+    except (SecantusUnavailable, SecantusStartError) as reason:
+        raise BackendUnavailable(f"no SecantusDB server: {reason}") from reason
+
+
+def mongodb_plan(
+    args: argparse.Namespace, secantus: SecantusProcess | None
+) -> tuple[str, int]:
+    """What the mongodb lines run on, and how many messages each e2e run sends.
+
+    SecantusDB serves one request at a time, far slower than a real
+    MongoDB, so on it the e2e runs send fewer messages (to stay within
+    --max-seconds) unless --mongodb-messages says otherwise.
+    """
+    if secantus is not None:
+        version = secantus_version() or "?"
+        server = f"SecantusDB {version} (started by the bench, in memory)"
+        default = min(args.messages, SECANTUS_MESSAGES)
+    else:
+        server = f"the MongoDB server given (--mongodb-uri or ${MONGODB_URI_ENV})"
+        default = args.messages
+    messages = default if args.mongodb_messages is None else args.mongodb_messages
+    return server, messages
+
+
 # --- the run -----------------------------------------------------------------------
 
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    memory = "?"
+    memory = {"MemTotal:": "?", "MemAvailable:": "?"}
     with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+            name, _, rest = line.partition(" ")
+            if name in memory:
+                memory[name] = f"{int(rest.split()[0]) / 1024 / 1024:.1f} GiB"
     return {
         "cpus": len(os.sched_getaffinity(0)),
-        "memory": memory,
+        "memory": memory["MemTotal:"],
+        "memory_available": memory["MemAvailable:"],
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "secantusdb": secantus_version(),
         "platform": platform.platform(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -478,25 +541,65 @@ def print_table(figures: Sequence[Figure], skipped: dict[str, str]) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every measure; the results document."""
+    # Other work on the machine skews every figure; say how busy it was.
+    load = [round(value, 2) for value in os.getloadavg()]
+    print(f"load average before the run: {load}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="castghl-bench-secantus-") as workdir:
+        secantus: SecantusProcess | None = None
+        skipped: dict[str, str] = {}
+        if "mongodb" in args.backends and not args.mongodb_uri:
+            print("starting SecantusDB for the mongodb lines ...", flush=True)
+            try:
+                secantus = await asyncio.to_thread(start_secantus, Path(workdir))
+            except BackendUnavailable as reason:
+                skipped["mongodb"] = str(reason)
+            else:
+                args.mongodb_uri = secantus.uri
+        try:
+            results = await _measure_all(args, secantus, skipped)
+            results["machine"]["load_average_before"] = load
+            return results
+        finally:
+            if secantus is not None:
+                # SIGTERM, then SIGKILL if it has not gone within 10 s.
+                await asyncio.to_thread(secantus.stop)
+
+
+async def _measure_all(
+    args: argparse.Namespace,
+    secantus: SecantusProcess | None,
+    skipped: dict[str, str],
+) -> dict[str, Any]:
     cast = CastSandbox(status_delay=0.05)
     ghl = GhlSandbox(not_ready_for=0.0)
     await cast.start()
     await ghl.start()
     figures: list[Figure] = []
-    skipped: dict[str, str] = {}
+    mongodb_server, mongodb_messages = mongodb_plan(args, secantus)
     try:
         baseline = await measure_baseline(ghl, args)
         figures.append(baseline)
         for backend in args.backends:
+            if backend in skipped:
+                continue
+            messages = mongodb_messages if backend == "mongodb" else args.messages
+            print(f"measuring {backend} ...", flush=True)
             try:
                 measured = [
                     await measure_accept(backend, cast, ghl, args),
-                    await measure_e2e(backend, cast, ghl, args),
+                    await measure_e2e(backend, cast, ghl, args, messages=messages),
                 ]
-                if args.replicas > 1:
+                if args.replicas > 1 and backend == "mongodb" and secantus:
+                    skipped[f"mongodb e2e x{args.replicas}"] = SECANTUS_NO_REPLICAS
+                elif args.replicas > 1:
                     measured.append(
                         await measure_e2e(
-                            backend, cast, ghl, args, processes=args.replicas
+                            backend,
+                            cast,
+                            ghl,
+                            args,
+                            messages=messages,
+                            processes=args.replicas,
                         )
                     )
             except BackendUnavailable as reason:
@@ -504,18 +607,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             for figure in measured:
                 figure.ratio = round(figure.per_second / baseline.per_second, 3)
+                if backend == "mongodb" and secantus is not None:
+                    figure.note = "; ".join(filter(None, [figure.note, "SecantusDB"]))
                 figures.append(figure)
     finally:
         await ghl.stop()
         await cast.stop()
 
     print_table(figures, skipped)
+    if "mongodb" in args.backends and "mongodb" not in skipped:
+        print(f"\nmongodb: {mongodb_server}; {mongodb_messages} messages per e2e run")
+        if secantus is not None:
+            print(
+                "SecantusDB is a single-threaded test server, far slower than a "
+                "real MongoDB:\nthe mongodb figures are a lower bound, not a "
+                "production estimate (--mongodb-uri to use a real one)."
+            )
     return {
         "machine": machine(),
         "settings": {
             "concurrency": args.concurrency,
             "requests": args.requests,
             "messages": args.messages,
+            "mongodb_messages": mongodb_messages,
+            "mongodb_server": mongodb_server,
             "locations": args.locations,
             "replicas": args.replicas,
             "service_env": BENCH_ENV,
@@ -534,14 +649,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--mongodb-uri",
-        default=None,
-        help="MongoDB server for the mongodb backend "
-        "(default: $CASTGHL_TEST_MONGODB_URI)",
+        default=os.environ.get(MONGODB_URI_ENV) or None,
+        help="MongoDB server for the mongodb backend; each measure uses, then "
+        f"drops, a database of its own (default: ${MONGODB_URI_ENV}, else a "
+        "SecantusDB test server the bench starts)",
     )
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--requests", type=int, default=5000, help="per accept run")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--messages", type=int, default=1500, help="per e2e run")
+    parser.add_argument(
+        "--mongodb-messages",
+        type=int,
+        default=None,
+        help="per e2e run on mongodb (default: --messages on a server given, "
+        f"at most {SECANTUS_MESSAGES} on the bench's SecantusDB)",
+    )
     parser.add_argument("--locations", type=int, default=20, help="e2e tenants")
     parser.add_argument(
         "--replicas",

@@ -118,7 +118,11 @@ class MongoReplicas:
             self.uri, serverSelectionTimeoutMS=5000
         )
         try:
-            await client.drop_database(self.database)
+            # Collection by collection: dropDatabase needs more than the
+            # readWrite role a test or bench user is given.
+            database = client[self.database]
+            for collection in await database.list_collection_names():
+                await database.drop_collection(collection)
         finally:
             await client.close()
 

@@ -298,3 +298,66 @@ async def test_a_failed_write_is_rolled_back(db):
 
     assert await SqliteLeases(db).acquire("x", "other", T0, timedelta(1)) is True
     assert await SqliteOutbox(db).claim(make_job()) is True
+
+
+async def test_a_claim_is_committed_when_it_returns(path, db):
+    """A claim is on disk once it returns: another connection sees the job."""
+    assert await SqliteOutbox(db).claim(make_job("msg-durable")) is True
+
+    with sqlite3.connect(path) as raw:
+        rows = raw.execute(
+            "SELECT message_id FROM outbox_jobs WHERE message_id = 'msg-durable'"
+        ).fetchall()
+    raw.close()
+
+    assert rows == [("msg-durable",)]
+
+
+async def test_a_claim_is_no_part_of_another_tasks_failed_write(db):
+    """A claim made while another task's write is open survives its rollback."""
+    outbox = SqliteOutbox(db)
+    writing, go_on = asyncio.Event(), asyncio.Event()
+
+    async def write_then_fail() -> None:
+        async with db.write() as connection:
+            await connection.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', 'z')"
+            )
+            writing.set()
+            await go_on.wait()
+            raise Abandoned
+
+    failing = asyncio.create_task(write_then_fail())
+    await writing.wait()
+    claiming = asyncio.create_task(outbox.claim(make_job("msg-beside")))
+    await asyncio.sleep(0.05)
+    go_on.set()
+
+    with pytest.raises(Abandoned):
+        await failing
+    assert await claiming is True
+    assert await outbox.get("msg-beside") == make_job("msg-beside")
+    assert await SqliteLeases(db).acquire("x", "other", T0, timedelta(1)) is True
+
+
+async def test_a_claim_waits_for_another_process_holding_the_file(path, db):
+    """A claim while another process writes waits for it, then succeeds."""
+    other = SqliteDatabase(path)
+    await other.open()
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_write_lock() -> None:
+        async with other.write():
+            holding.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_write_lock())
+    await holding.wait()
+    claiming = asyncio.create_task(SqliteOutbox(db).claim(make_job("msg-waited")))
+    await asyncio.sleep(0.1)
+    release.set()
+    await holder
+    await other.close()
+
+    assert await claiming is True
+    assert await SqliteOutbox(db).get("msg-waited") == make_job("msg-waited")

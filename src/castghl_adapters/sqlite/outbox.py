@@ -55,15 +55,14 @@ class SqliteOutbox:
 
     async def claim(self, job: OutboundJob) -> bool:
         """Insert `job` unless its message_id exists; True if it was inserted."""
-        async with self._db.write() as connection:
-            cursor = await connection.execute(
-                "INSERT INTO outbox_jobs"
-                " (message_id, state, due_at, lease_owner, lease_expires_at, document)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (message_id) DO NOTHING",
-                _to_row(job),
-            )
-            return cursor.rowcount == 1
+        inserted = await self._db.write_one(
+            "INSERT INTO outbox_jobs"
+            " (message_id, state, due_at, lease_owner, lease_expires_at, document)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (message_id) DO NOTHING",
+            _to_row(job),
+        )
+        return inserted == 1
 
     async def get(self, message_id: str) -> OutboundJob | None:
         """The job for `message_id`, if any."""
