@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
+import aiohttp
 import attrs
 import pytest
 
@@ -39,6 +40,7 @@ from castghl_adapters.sqlite import (
     SqliteOutbox,
     SqliteSecretStore,
 )
+from castghl_app.sandbox.ghl import GhlSandbox
 from castghl_core.ports import (
     InstallationStore,
     Leases,
@@ -190,3 +192,19 @@ def location_settings(stores: Stores) -> LocationSettingsStore:
 @pytest.fixture
 def secrets(stores: Stores) -> SecretStore:
     return stores.secrets
+
+
+@pytest.fixture
+async def ghl_sandbox() -> AsyncIterator[GhlSandbox]:
+    """The GHL stand-in on 127.0.0.1, with no 403 window."""
+    sandbox = GhlSandbox(not_ready_for=0.0)
+    await sandbox.start()
+    yield sandbox
+    await sandbox.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """One client session for a test's calls."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -12,12 +12,11 @@ import secrets
 import socket
 import time
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from castghl_adapters.ghl import GhlEndpoints, GhlHttpClient, GhlRoute
-from castghl_app.sandbox.ghl import Fault, GhlSandbox
+from castghl_app.sandbox.ghl import Fault
 from castghl_core.errors import (
     GhlError,
     GhlNotReady,
@@ -41,17 +40,8 @@ def new_message_id() -> str:
 
 
 @pytest.fixture
-async def sandbox():
-    sandbox = GhlSandbox(not_ready_for=0.0)
-    await sandbox.start()
-    yield sandbox
-    await sandbox.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
+def sandbox(ghl_sandbox):
+    return ghl_sandbox
 
 
 @pytest.fixture

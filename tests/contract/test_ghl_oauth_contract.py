@@ -9,12 +9,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from castghl_adapters.ghl import GhlCredentials, GhlHttpClient
-from castghl_app.sandbox.ghl import GhlSandbox
 from castghl_core.errors import (
     GhlUnauthorized,
     LocationInactive,
@@ -31,17 +29,8 @@ AGENCY = ("LocAlpha000000000001", "LocBravo000000000002", "LocCharlie0000000003"
 
 
 @pytest.fixture
-async def sandbox():
-    sandbox = GhlSandbox(not_ready_for=0.0)
-    await sandbox.start()
-    yield sandbox
-    await sandbox.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
+def sandbox(ghl_sandbox):
+    return ghl_sandbox
 
 
 @pytest.fixture

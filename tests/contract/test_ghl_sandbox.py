@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -31,17 +30,8 @@ LOCATION = "GKAWb4yu7A4LSc0skQ6g"
 
 
 @pytest.fixture
-async def sandbox():
-    sandbox = GhlSandbox(not_ready_for=0.0)
-    await sandbox.start()
-    yield sandbox
-    await sandbox.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
+def sandbox(ghl_sandbox):
+    return ghl_sandbox
 
 
 def receiver_app(verifier: GhlSignatureVerifier, seen: list[bytes]) -> web.Application:

@@ -5,29 +5,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from castghl_adapters.ghl import GhlSignatureVerifier
 from castghl_adapters.ghl.signatures import load_ed25519_public_key, load_rsa_public_key
-from castghl_app.sandbox.ghl import GhlSandbox
 
 LOCATION = "GKAWb4yu7A4LSc0skQ6g"
 
 
 @pytest.fixture
-async def sandbox():
-    sandbox = GhlSandbox(not_ready_for=0.0)
-    await sandbox.start()
-    yield sandbox
-    await sandbox.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
+def sandbox(ghl_sandbox):
+    return ghl_sandbox
 
 
 def consent_query(sandbox, **changes):
