@@ -323,8 +323,10 @@ async def _kill_while_busy(
 
     A few slow Cast answers are queued first, so jobs sit leased in their
     send step for a while; the kill waits (up to `within`) until the victim
-    holds one, and comes right after the look that found them. Only recent
-    deliveries are looked at, so each look is short even on a slow store.
+    holds one, and comes right after the look that found them. Each look
+    reads only the oldest messages GHL has no status for yet: jobs are
+    picked up in due order, so those are the ones being worked on, and the
+    look stays short even on a slow store with a long backlog.
     After the kill its leases stay in the store until they expire.
     """
     replicas, store = cluster.replicas, cluster.store
@@ -333,7 +335,9 @@ async def _kill_while_busy(
     held: set[str] = set()
     deadline = time.monotonic() + within
     while not held and time.monotonic() < deadline:
-        held = await store.jobs_leased_by(owner, deliveries.attempted[-60:])
+        reported = {update.message_id for update in deliveries.ghl.status_updates}
+        in_work = [m for m in deliveries.attempted if m not in reported][:90]
+        held = await store.jobs_leased_by(owner, in_work)
         if not held:
             await asyncio.sleep(0.01)
     replicas.kill(victim)
