@@ -142,7 +142,7 @@ async def _run(echo: Echo) -> int:
         settings = demo_settings(Path(folder) / "castghl.sqlite3", cast_url, ghl)
         runner, service_url = await start_service(create_app(settings))
         try:
-            echo(f"castghl demo: service {service_url} on SQLite, ")
+            echo(f"castghl demo: service {service_url} on a fresh SQLite file")
             echo(f"  GHL stand-in {ghl_url}, Cast stand-in {cast_url}\n")
             await _demonstrate(
                 echo,
