@@ -288,9 +288,7 @@ class Container(containers.DeclarativeContainer):
         dispatch_outbound,
         clock,
         concurrency=settings.provided.dispatch_concurrency,
-        lease_for=providers.Callable(
-            lambda s: timedelta(seconds=s.lease_seconds), settings
-        ),
+        lease_for=policy.provided.lease_for,  # one lease length, from the policy
         idle_poll=settings.provided.dispatch_poll_seconds,
     )
 
